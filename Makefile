@@ -1,0 +1,68 @@
+# Real-time stock analytics on Apache Flink: local pipeline, tests, packaging.
+# `make run` and `make test` install everything they need on first use.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+JAR := flink_job/target/pyflink-dependencies.jar
+OPENSEARCH_VERSION := 2.19.6
+OPENSEARCH_DIST := .local/opensearch-$(OPENSEARCH_VERSION)
+NODE_PACKAGES := stack/node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test stop jar services clean
+
+help:
+	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
+	@echo "make test   - the full test suite against real local services"
+	@echo "make stop   - stop anything a previous run left behind"
+	@echo "make setup  - install everything (done by run and test on first use)"
+
+setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(OPENSEARCH_DIST)/bin/opensearch
+
+$(VENV)/.installed: requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or set PYTHON=..."; exit 1; }
+	@echo "==> Python venv ($(VENV))"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+jar: $(JAR)
+$(JAR): flink_job/pom.xml
+	@command -v mvn >/dev/null || { echo "error: mvn not found; install Maven 3.8+ and a JDK 11 or 17"; exit 1; }
+	@echo "==> connector uber-jar (Maven)"
+	cd flink_job && mvn --batch-mode --quiet --no-transfer-progress package
+	@touch $@
+
+$(NODE_PACKAGES): stack/package.json stack/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 18+"; exit 1; }
+	@echo "==> local Kinesis and DynamoDB (npm)"
+	cd stack && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(OPENSEARCH_DIST)/bin/opensearch:
+	@echo "==> OpenSearch $(OPENSEARCH_VERSION) (Maven Central)"
+	mkdir -p .local
+	mvn --batch-mode --quiet --no-transfer-progress dependency:copy \
+	  -Dartifact=org.opensearch.distribution.integ-test-zip:opensearch:$(OPENSEARCH_VERSION):zip \
+	  -DoutputDirectory=.local
+	cd .local && unzip -q -o opensearch-$(OPENSEARCH_VERSION).zip && rm opensearch-$(OPENSEARCH_VERSION).zip
+	@touch $@
+
+services: setup
+	$(PY) -m stack.services start
+
+run: setup
+	$(PY) -m stack.run
+
+test: setup
+	$(PY) -m stack.services start
+	$(PY) -m pytest tests $(PYTEST_ARGS); status=$$?; $(PY) -m stack.services stop; exit $$status
+
+stop:
+	-$(PY) -m stack.run --stop
+	-$(PY) -m stack.services stop
+
+clean: stop
+	rm -rf $(VENV) .local flink_job/target stack/node_modules dist

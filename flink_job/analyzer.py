@@ -1,0 +1,165 @@
+"""Per-symbol analytics: one ``Analyzer`` turns each ``Bar`` into an ``Enriched`` record.
+
+The streaming layer keeps one analyzer (or its ``snapshot``) per symbol and feeds bars in order;
+duplicates, revisions and late bars are its business (it re-applies a bar to the snapshot taken
+before it), so ``update`` has no revision logic. ``restore(settings, snapshot())`` followed by
+``update`` gives exactly what continuing the original would.
+
+Pure: no Flink, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from flink_job.bars import Bar
+from flink_job.indicators import (
+    EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, Return, SessionVWAP, Trend,
+    TrailingZScore, VolumeZScore, new_york_session,
+)
+from flink_job.signals import (
+    INITIAL_STATE, Reading, Signal, SignalState, detect, dump_state, load_state,
+)
+
+REGULAR = "regular"
+EXTENDED = "extended"
+SNAPSHOT_VERSION = 1.0
+DEFAULT_SETTINGS = AnalyticsSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class Enriched:
+    """A bar with its indicators (None while warming up or not applicable) and signals."""
+
+    symbol: str
+    ts: str
+    ts_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    interval: str
+    source: str
+    session: str  # "regular" (09:30 <= New York time < 16:00) or "extended"
+    return_1: float | None
+    return_z_20: float | None  # return_1's z-score against the previous returns (price_anomaly)
+    volume_z_20: float | None
+    sma_5: float | None
+    sma_20: float | None
+    sma_50: float | None
+    ema_12: float | None
+    ema_26: float | None
+    macd: float | None
+    macd_signal: float | None
+    macd_hist: float | None
+    rsi_14: float | None
+    bb_upper: float | None
+    bb_middle: float | None
+    bb_lower: float | None
+    vwap: float | None
+    trend: str | None  # "up", "down" or "flat"
+    trend_slope: float | None  # least-squares slope per bar / mean close, over the trend window
+    signals: tuple[Signal, ...]
+
+    def to_record(self) -> dict:
+        """Plain JSON-ready dict (ts_ms left out, as in the bar contract); non-finite numbers become None."""
+        record = {}
+        for name in RECORD_FIELDS:
+            value = getattr(self, name)
+            if value.__class__ is float and not math.isfinite(value):
+                value = None
+            record[name] = value
+        record["signals"] = [signal.to_record() for signal in self.signals]
+        return record
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(Enriched) if f.name not in ("ts_ms", "signals"))
+
+
+class Analyzer:
+    """Indicators and signals of one symbol, updated bar by bar with bounded state."""
+
+    __slots__ = ("settings", "_return", "_return_z", "_volume_z", "_sma_short", "_sma_mid",
+                 "_sma_long", "_ema_fast", "_ema_slow", "_macd", "_rsi", "_bands", "_vwap",
+                 "_trend", "_parts", "_signal_state")
+
+    def __init__(self, settings: AnalyticsSettings = DEFAULT_SETTINGS) -> None:
+        s = settings
+        self.settings = settings
+        self._return = Return()
+        self._return_z = TrailingZScore(s.zscore_window)
+        self._volume_z = VolumeZScore(s.zscore_window)
+        self._sma_short = SMA(s.sma_short_period)
+        self._sma_mid = SMA(s.sma_mid_period)
+        self._sma_long = SMA(s.sma_long_period)
+        self._ema_fast = EMA(s.ema_fast_period)
+        self._ema_slow = EMA(s.ema_slow_period)
+        self._macd = MACD(s.ema_fast_period, s.ema_slow_period, s.macd_signal_period)
+        self._rsi = RSI(s.rsi_period)
+        self._bands = BollingerBands(s.bb_period, s.bb_stddev)
+        self._vwap = SessionVWAP()
+        self._trend = Trend(s.trend_window, s.trend_flat_band)
+        # Snapshot order; changing it needs a new SNAPSHOT_VERSION.
+        self._parts = (self._return, self._return_z, self._volume_z, self._sma_short,
+                       self._sma_mid, self._sma_long, self._ema_fast, self._ema_slow, self._macd,
+                       self._rsi, self._bands, self._vwap, self._trend)
+        self._signal_state: SignalState = INITIAL_STATE
+
+    def update(self, bar: Bar) -> Enriched:
+        close = bar.close
+        day, regular = new_york_session(bar.ts_ms)
+        return_1 = self._return.update(close)
+        return_z = None if return_1 is None else self._return_z.update(return_1)
+        volume_z = self._volume_z.update(bar.volume)
+        sma_mid = self._sma_mid.update(close)
+        sma_long = self._sma_long.update(close)
+        macd, macd_signal, macd_hist = self._macd.update(close)
+        rsi = self._rsi.update(close)
+        bb_upper, bb_middle, bb_lower = self._bands.update(close)
+        trend, trend_slope = self._trend.update(close)
+        signals, self._signal_state = detect(
+            self._signal_state,
+            Reading(close, sma_mid, sma_long, macd, macd_signal, rsi, bb_upper, bb_lower,
+                    volume_z, return_1, return_z, trend, trend_slope),
+            self.settings)
+        return Enriched(
+            bar.symbol, bar.ts, bar.ts_ms, bar.open, bar.high, bar.low, close, bar.volume,
+            bar.interval, bar.source, REGULAR if regular else EXTENDED, return_1, return_z,
+            volume_z, self._sma_short.update(close), sma_mid, sma_long,
+            self._ema_fast.update(close), self._ema_slow.update(close), macd, macd_signal,
+            macd_hist, rsi, bb_upper, bb_middle, bb_lower,
+            self._vwap.update(day, regular, bar.high, bar.low, close, bar.volume),
+            trend, trend_slope, signals)
+
+    def snapshot(self) -> list[float]:
+        """The whole state as a flat list of floats (None as NaN, counts and codes as floats)."""
+        out = [SNAPSHOT_VERSION, *self.settings.state_key()]
+        for part in self._parts:
+            part.dump(out)
+        dump_state(self._signal_state, out)
+        return out
+
+    @classmethod
+    def restore(cls, settings: AnalyticsSettings, snapshot: Iterable[float]) -> Analyzer:
+        """The analyzer a ``snapshot`` was taken from; ValueError if it is malformed or was taken
+        under other periods (the caller then starts afresh)."""
+        analyzer = cls(settings)
+        header = [SNAPSHOT_VERSION, *settings.state_key()]
+        it = iter(snapshot)
+        try:
+            found = [next(it) for _ in header]
+            if found != header:
+                raise ValueError(f"snapshot header {found} does not match {header}")
+            for part in analyzer._parts:
+                part.load(it)
+            analyzer._signal_state = load_state(it)
+        except StopIteration:
+            raise ValueError("snapshot is truncated") from None
+        except KeyError:
+            raise ValueError("snapshot has an unknown trend code") from None
+        if next(it, None) is not None:
+            raise ValueError("snapshot has trailing values")
+        return analyzer

@@ -1,0 +1,127 @@
+"""The bar record: the public contract of ``stock_stream_data``, and its validation.
+
+A record is one JSON object per Kinesis record::
+
+    {"symbol": "IBM", "ts": "2024-03-08T14:31:00Z", "open": 1.0, "high": 1.0, "low": 1.0,
+     "close": 1.0, "volume": 100, "interval": "1min", "source": "alphavantage"}
+
+Pure: no Flink, no I/O. ``parse_bar`` turns raw text into a ``Bar`` or raises ``InvalidBar`` whose
+``reason`` is a short, stable code (it becomes the dead-letter record's ``reason``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9.\-]{1,12}$")
+MAX_FUTURE_MS = 24 * 3600 * 1000
+PRICE_FIELDS = ("open", "high", "low", "close")
+
+
+class InvalidBar(ValueError):
+    """A record that is not a valid bar. ``reason`` is a stable code, ``detail`` says more."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    symbol: str
+    ts: str  # bar start, UTC, ISO-8601 with Z, normalised to seconds
+    ts_ms: int  # the same instant in epoch milliseconds
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    interval: str = "1min"
+    source: str = "alphavantage"
+
+    def to_record(self) -> dict:
+        """The bar as its public JSON contract."""
+        return {
+            "symbol": self.symbol, "ts": self.ts, "open": self.open, "high": self.high,
+            "low": self.low, "close": self.close, "volume": self.volume,
+            "interval": self.interval, "source": self.source,
+        }
+
+
+def format_ts(ts_ms: int) -> str:
+    """Epoch milliseconds to the contract's ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_ts(value: object) -> int:
+    """An ISO-8601 UTC timestamp (``Z`` or ``+00:00``) to epoch milliseconds."""
+    if not isinstance(value, str) or not (value.endswith("Z") or value.endswith("+00:00")):
+        raise InvalidBar("bad_ts", "ts must be an ISO-8601 UTC string ending in Z")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidBar("bad_ts", "ts is not a valid ISO-8601 timestamp") from None
+    return int(parsed.timestamp() * 1000)
+
+
+def _number(record: dict, field: str) -> float:
+    value = record.get(field)
+    if value is None:
+        raise InvalidBar("missing_field", field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidBar("bad_type", f"{field} must be a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidBar("non_finite", field)
+    return value
+
+
+def validate_record(record: object, now_ms: int) -> Bar:
+    """A decoded JSON value to a ``Bar``; raises ``InvalidBar`` naming the first problem found."""
+    if not isinstance(record, dict):
+        raise InvalidBar("not_object", "a bar is a JSON object")
+    symbol = record.get("symbol")
+    if symbol is None:
+        raise InvalidBar("missing_field", "symbol")
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol):
+        raise InvalidBar("bad_symbol", "symbol must match ^[A-Z0-9.\\-]{1,12}$")
+    if "ts" not in record:
+        raise InvalidBar("missing_field", "ts")
+    ts_ms = parse_ts(record["ts"])
+    if ts_ms > now_ms + MAX_FUTURE_MS:
+        raise InvalidBar("future_ts", "ts is more than a day in the future")
+    o, h, l, c = (_number(record, f) for f in PRICE_FIELDS)
+    if min(o, h, l, c) <= 0:
+        raise InvalidBar("non_positive_price")
+    if h < l:
+        raise InvalidBar("high_below_low")
+    if not (l <= o <= h and l <= c <= h):
+        raise InvalidBar("price_outside_range", "open and close must lie within [low, high]")
+    volume = record.get("volume")
+    if volume is None:
+        raise InvalidBar("missing_field", "volume")
+    if isinstance(volume, bool) or not isinstance(volume, (int, float)) or volume != volume:
+        raise InvalidBar("bad_type", "volume must be an integer")
+    if isinstance(volume, float) and (not math.isfinite(volume) or not volume.is_integer()):
+        raise InvalidBar("bad_type", "volume must be an integer")
+    if volume < 0:
+        raise InvalidBar("negative_volume")
+    interval = record.get("interval", "1min")
+    source = record.get("source", "alphavantage")
+    if not isinstance(interval, str) or not isinstance(source, str):
+        raise InvalidBar("bad_type", "interval and source must be strings")
+    return Bar(symbol, format_ts(ts_ms), ts_ms, o, h, l, c, int(volume), interval[:16], source[:32])
+
+
+def parse_bar(raw: str, now_ms: int) -> Bar:
+    """Raw record text to a ``Bar``; raises ``InvalidBar`` (``not_json`` when it does not decode)."""
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidBar("not_json") from None
+    return validate_record(record, now_ms)

@@ -1,0 +1,50 @@
+"""The analysis pipeline, independent of where bars come from and where results go.
+
+records (symbol key, raw text, record id) → key by symbol → ``AnalyzeBars`` → three tables:
+enriched bars, signals, dead letters. Sources and sinks are the callers' business (``main`` for
+Kinesis and OpenSearch, ``backtest`` for files), so both run exactly the same per-bar logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyflink.common import Types
+from pyflink.table import Schema, StreamTableEnvironment, Table
+
+from flink_job.analyzer import AnalyticsSettings
+from flink_job.operators import DLQ_TAG, SIGNALS_TAG, AnalyzeBars
+from flink_job.schema import ENRICHED_FIELDS, row_type
+
+# JSON_VALUE yields NULL for text that is not JSON or lacks a symbol; such records still reach the
+# operator (under the empty key) so that they are dead-lettered with a reason, never dropped.
+SYMBOL_KEY_SQL = "COALESCE(JSON_VALUE(`raw`, '$.symbol'), '')"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    enriched: Table
+    signals: Table
+    dead_letters: Table
+
+
+def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSettings) -> Analysis:
+    """``records`` has columns (symbol, raw, record_id) in per-symbol processing order."""
+    enriched = (
+        t_env.to_data_stream(records)
+        .key_by(lambda row: row[0], key_type=Types.STRING())
+        .process(AnalyzeBars(settings), output_type=row_type(ENRICHED_FIELDS))
+        .name("analyze-bars")
+        .uid("analyze-bars")
+    )
+    event_time = (
+        Schema.new_builder()
+        .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
+        .watermark("rowtime", "rowtime - INTERVAL '1' MINUTE")
+        .build()
+    )
+    return Analysis(
+        enriched=t_env.from_data_stream(enriched, event_time),
+        signals=t_env.from_data_stream(enriched.get_side_output(SIGNALS_TAG)),
+        dead_letters=t_env.from_data_stream(enriched.get_side_output(DLQ_TAG)),
+    )
