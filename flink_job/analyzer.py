@@ -65,7 +65,8 @@ class Enriched:
     signals: tuple[Signal, ...]
 
     def to_record(self) -> dict:
-        """Plain JSON-ready dict (ts_ms left out, as in the bar contract); non-finite numbers become None."""
+        """A plain JSON-ready dict; ts_ms is left out as in the bar contract, and a non-finite
+        number (only possible from absurd inputs) becomes None."""
         record = {}
         for name in RECORD_FIELDS:
             value = getattr(self, name)
@@ -120,6 +121,7 @@ class Analyzer:
         rsi = self._rsi.update(close)
         bb_upper, bb_middle, bb_lower = self._bands.update(close)
         trend, trend_slope = self._trend.update(close)
+        vwap = self._vwap.update(day, regular, bar.high, bar.low, close, bar.volume)
         signals, self._signal_state = detect(
             self._signal_state,
             Reading(close, sma_mid, sma_long, macd, macd_signal, rsi, bb_upper, bb_lower,
@@ -130,9 +132,7 @@ class Analyzer:
             bar.interval, bar.source, REGULAR if regular else EXTENDED, return_1, return_z,
             volume_z, self._sma_short.update(close), sma_mid, sma_long,
             self._ema_fast.update(close), self._ema_slow.update(close), macd, macd_signal,
-            macd_hist, rsi, bb_upper, bb_middle, bb_lower,
-            self._vwap.update(day, regular, bar.high, bar.low, close, bar.volume),
-            trend, trend_slope, signals)
+            macd_hist, rsi, bb_upper, bb_middle, bb_lower, vwap, trend, trend_slope, signals)
 
     def snapshot(self) -> list[float]:
         """The whole state as a flat list of floats (None as NaN, counts and codes as floats)."""

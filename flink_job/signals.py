@@ -29,7 +29,8 @@ DOWN = "down"
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    type: str  # sma_cross, macd_cross, rsi_zone, bb_breakout, volume_spike, price_anomaly, trend_change
+    # sma_cross, macd_cross, rsi_zone, bb_breakout, volume_spike, price_anomaly or trend_change
+    type: str
     direction: str  # "up" or "down"; for trend_change the new trend ("up", "down", "flat")
     value: float | None  # the quantity that triggered it, see detect()
     detail: str
@@ -58,7 +59,8 @@ class Reading(NamedTuple):
 
 
 class SignalState(NamedTuple):
-    """What detection remembers: last non-zero side of each crossing difference, previous RSI and trend."""
+    """What detection remembers: the last non-zero side of each crossing difference, the
+    previous RSI and the previous trend."""
 
     sma_side: int = 0
     macd_side: int = 0

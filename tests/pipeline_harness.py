@@ -1,0 +1,132 @@
+"""Run the real streaming job against the real local services, and read what it wrote.
+
+Each harness gets its own input and output streams (unique names) so tests never see each other's
+records; OpenSearch indices are shared, so tests use symbols of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable
+
+import requests
+
+from flink_job.config import load_config
+from stack import resources
+from stack.services import ROOT
+
+LOCAL_PROPERTIES = ROOT / "stack" / "application_properties.json"
+
+
+def unique_symbol(prefix: str) -> str:
+    """A symbol no other test uses: matches the contract's ^[A-Z0-9.-]{1,12}$."""
+    return (prefix + uuid.uuid4().hex[:6]).upper()[:12]
+
+
+def properties_for(tmp_dir: Path, tag: str) -> Path:
+    """The local properties with streams of this harness's own."""
+    groups = json.loads(LOCAL_PROPERTIES.read_text())
+    for group in groups:
+        if group["PropertyGroupId"] == "InputStream0":
+            group["PropertyMap"]["stream.name"] = f"test_in_{tag}"
+        if group["PropertyGroupId"] == "OutputStream0":
+            group["PropertyMap"]["stream.name"] = f"test_out_{tag}"
+    path = tmp_dir / "application_properties.json"
+    path.write_text(json.dumps(groups))
+    return path
+
+
+class JobHarness:
+    def __init__(self, tmp_dir: Path, parallelism: int = 2):
+        self.tag = uuid.uuid4().hex[:8]
+        self.properties = properties_for(tmp_dir, self.tag)
+        self.config = load_config(self.properties)
+        self.checkpoints = tmp_dir / "checkpoints"
+        self.log = tmp_dir / "job.log"
+        self.parallelism = parallelism
+        self.proc: subprocess.Popen | None = None
+        self.kinesis = resources.kinesis_client(self.config.source)
+        self.opensearch = self.config.opensearch.hosts.rstrip("/")
+
+    def start(self, extra_args: Iterable[str] = ()) -> None:
+        resources.ensure_all(self.config)
+        log = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flink_job.main", "--properties", str(self.properties),
+             "--parallelism", str(self.parallelism), "--checkpoint-dir", str(self.checkpoints), *extra_args],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def assert_running(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, (
+            f"the job exited ({self.proc and self.proc.returncode}); log: {self.log.read_text()[-3000:]}")
+
+    # --- input -----------------------------------------------------------------------------------
+    def put_raw(self, records: list[tuple[str, str]]) -> None:
+        """(partition key, text) pairs, in order, to the input stream; fails on any rejected entry."""
+        for start in range(0, len(records), 500):
+            batch = [{"PartitionKey": key or "-", "Data": data.encode()} for key, data in records[start:start + 500]]
+            response = self.kinesis.put_records(StreamName=self.config.source.stream_name, Records=batch)
+            assert response["FailedRecordCount"] == 0, response
+
+    def put_bars(self, bars: list[dict]) -> None:
+        self.put_raw([(b["symbol"], json.dumps(b)) for b in bars])
+
+    # --- output ----------------------------------------------------------------------------------
+    def read_output_stream(self) -> list[dict]:
+        stream = self.config.sink.stream_name
+        records = []
+        for shard in self.kinesis.list_shards(StreamName=stream)["Shards"]:
+            iterator = self.kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                                       ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            while iterator:
+                response = self.kinesis.get_records(ShardIterator=iterator, Limit=10000)
+                records.extend(json.loads(r["Data"]) for r in response["Records"])
+                if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
+                    break
+                iterator = response.get("NextShardIterator")
+        return records
+
+    def output_for(self, symbols: Iterable[str]) -> list[dict]:
+        wanted = set(symbols)
+        return [r for r in self.read_output_stream() if r.get("symbol") in wanted]
+
+    def search(self, index: str, query: dict, size: int = 10000) -> list[dict]:
+        requests.post(f"{self.opensearch}/{index}/_refresh", timeout=10)
+        response = requests.post(f"{self.opensearch}/{index}/_search", timeout=30,
+                                 json={"query": query, "size": size, "sort": [{"_id": "asc"}]})
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return [dict(hit["_source"], _id=hit["_id"]) for hit in response.json()["hits"]["hits"]]
+
+    def docs_for(self, index: str, symbols: Iterable[str]) -> list[dict]:
+        return self.search(index, {"terms": {"symbol": list(symbols)}})
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, harness: JobHarness | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if harness:
+            harness.assert_running()
+        if condition():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
