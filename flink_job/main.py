@@ -28,11 +28,11 @@ from flink_job import tables
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.config import MANAGED_PROPERTIES_PATH, JobConfig, load_config
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
-from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, SIGNAL_FIELDS, names
+from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, SIGNAL_FIELDS, names
 from flink_job.rollups import ROLLUP_FIELDS, ROLLUP_WINDOWS, rollup_query
 
 JAR_NAME = "pyflink-dependencies.jar"
-PUBLISHED_FIELDS = [f for f in ENRICHED_FIELDS if f[0] != "ts_ms"]
+PUBLISHED_FIELDS = [f for f in ENRICHED_FIELDS if f not in INTERNAL_FIELDS]
 
 
 def find_connector_jar() -> Path:

@@ -86,8 +86,8 @@ class AnalyzeBars(KeyedProcessFunction):
         signals = [Row(s.type, s.direction, s.value, s.detail) for s in enriched.signals]
         for s in signals:
             yield SIGNALS_TAG, Row(bar.symbol, bar.ts, *s)
-        yield enriched_row(record, signals, bar.ts_ms)
+        yield enriched_row(record, signals, bar.ts_ms, tracker.revision)
 
 
-def enriched_row(record: dict, signals: list[Row], ts_ms: int) -> Row:
-    return Row(*(record.get(name) for name in _RECORD_FIELDS), signals, ts_ms)
+def enriched_row(record: dict, signals: list[Row], ts_ms: int, version: int) -> Row:
+    return Row(*(record.get(name) for name in _RECORD_FIELDS), signals, ts_ms, version)

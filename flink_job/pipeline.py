@@ -39,7 +39,9 @@ def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSe
     )
     event_time = (
         Schema.new_builder()
-        .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(ts_ms, 3)")
+        # A revision's version count is added in milliseconds (capped within the bar's minute), so
+        # each version of a bar has its own, later event time: rollups keep the latest.
+        .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(ts_ms + LEAST(version, 59999), 3)")
         .watermark("rowtime", "rowtime - INTERVAL '1' MINUTE")
         .build()
     )

@@ -21,8 +21,10 @@ INDICATOR_FIELDS = [
 SIGNAL_ITEM_FIELDS = [("type", STRING), ("direction", STRING), ("value", DOUBLE), ("detail", STRING)]
 SIGNALS_SQL_TYPE = "ARRAY<ROW<" + ", ".join(f"`{n}` {t}" for n, t in SIGNAL_ITEM_FIELDS) + ">>"
 
-# ts_ms carries event time to the rollups; it is not part of the published record.
-ENRICHED_FIELDS = BAR_FIELDS + INDICATOR_FIELDS + [("signals", SIGNALS_SQL_TYPE), ("ts_ms", LONG)]
+# Internal, not published: ts_ms carries event time to the rollups, and version (the bar's revision
+# count) orders a revised bar's versions there, so the rollups keep the last one.
+INTERNAL_FIELDS = [("ts_ms", LONG), ("version", LONG)]
+ENRICHED_FIELDS = BAR_FIELDS + INDICATOR_FIELDS + [("signals", SIGNALS_SQL_TYPE)] + INTERNAL_FIELDS
 SIGNAL_FIELDS = [("symbol", STRING), ("ts", STRING)] + SIGNAL_ITEM_FIELDS
 DLQ_FIELDS = [("record_id", STRING), ("raw", STRING), ("reason", STRING), ("detail", STRING),
               ("received_at", STRING)]

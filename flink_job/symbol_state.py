@@ -30,19 +30,21 @@ class Outcome(Enum):
 class SymbolTracker:
     """The latest bar of one symbol plus the analysis before and after it."""
 
-    __slots__ = ("settings", "latest", "before", "analyzer")
+    __slots__ = ("settings", "latest", "before", "analyzer", "revision")
 
     def __init__(self, settings: AnalyticsSettings):
         self.settings = settings
         self.latest: tuple[float, ...] | None = None
         self.before: list[float] | None = None  # analyzer snapshot before the latest bar
         self.analyzer = Analyzer(settings)
+        self.revision = 0  # how often the latest bar was revised: orders its versions downstream
 
     def offer(self, bar: Bar) -> tuple[Outcome, Enriched | None]:
         key = (bar.ts_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
         latest = self.latest
         if latest is None or bar.ts_ms > latest[0]:
             outcome = Outcome.APPLIED
+            self.revision = 0
             self.before = self.analyzer.snapshot()
         elif bar.ts_ms < latest[0]:
             return Outcome.LATE, None
@@ -50,19 +52,22 @@ class SymbolTracker:
             return Outcome.DUPLICATE, None
         else:
             outcome = Outcome.REVISED
+            self.revision += 1
             self.analyzer = Analyzer.restore(self.settings, self.before)
         self.latest = key
         return outcome, self.analyzer.update(bar)
 
     def to_state(self) -> list[float]:
         assert self.latest is not None and self.before is not None
-        return [*self.latest, float(len(self.before)), *self.before, *self.analyzer.snapshot()]
+        return [*self.latest, float(self.revision), float(len(self.before)), *self.before,
+                *self.analyzer.snapshot()]
 
     @classmethod
     def from_state(cls, settings: AnalyticsSettings, state: list[float]) -> "SymbolTracker":
         tracker = cls(settings)
         tracker.latest = tuple(state[:_LATEST_LEN - 1]) + (int(state[_LATEST_LEN - 1]),)
-        split = _LATEST_LEN + 1 + int(state[_LATEST_LEN])
-        tracker.before = list(state[_LATEST_LEN + 1:split])
+        tracker.revision = int(state[_LATEST_LEN])
+        split = _LATEST_LEN + 2 + int(state[_LATEST_LEN + 1])
+        tracker.before = list(state[_LATEST_LEN + 2:split])
         tracker.analyzer = Analyzer.restore(settings, list(state[split:]))
         return tracker

@@ -5,11 +5,15 @@ One job serves the module (a mini-cluster takes ~20 s to start); each test uses 
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
+from flink_job.analyzer import AnalyticsSettings
+from flink_job.bars import parse_bar
+from flink_job.symbol_state import SymbolTracker
 from tests.bar_data import generate_bars
 from tests.pipeline_harness import JobHarness, unique_symbol, wait_for
 
@@ -27,8 +31,8 @@ def reference_sma(closes: list[float], period: int) -> list[float | None]:
             for i in range(len(closes))]
 
 
-def bar_records(symbol: str, seed: int, count: int) -> list[dict]:
-    return [b.to_record() for b in generate_bars(seed, days=(date(2024, 3, 8),), symbol=symbol)[:count]]
+def bar_records(symbol: str, seed: int, count: int, day: date = date(2024, 3, 8)) -> list[dict]:
+    return [b.to_record() for b in generate_bars(seed, days=(day,), symbol=symbol)[:count]]
 
 
 def test_every_bar_arrives_once_with_sma_20(job):
@@ -73,3 +77,61 @@ def test_replaying_the_same_bars_adds_no_documents(job):
     wait_for(lambda: any(r["ts"] == series[-1]["ts"] for r in job.output_for([symbol])), 60,
              "the sentinel on the output stream", job)
     assert len(job.output_for([symbol])) == len(series), "duplicates produce no output"
+
+
+def test_mixed_input_leaves_exactly_the_expected_documents(job):
+    symbol = unique_symbol("E2M")
+    # A later day than the other tests: event-time windows drop bars behind the watermark, and the
+    # watermark is shared by all symbols of a subtask.
+    series = bar_records(symbol, 21, 90, day=date(2024, 6, 3))
+    revised = dict(series[30], close=series[30]["high"], volume=series[30]["volume"] + 5)
+    bad = ['{"symbol": "' + symbol + '", "ts": ', json.dumps(dict(series[5], high=-1.0)),
+           json.dumps(dict(series[6], symbol=symbol.lower()))]
+    records = ([(symbol, json.dumps(b)) for b in series[:31]]
+               + [(symbol, json.dumps(series[30]))]          # duplicate
+               + [(symbol, json.dumps(revised))]             # revision of the latest
+               + [(symbol, json.dumps(series[3]))]           # late
+               + [(symbol, text) for text in bad]
+               + [(symbol, json.dumps(b)) for b in series[31:]])
+    job.put_raw(records)
+    final = series[:30] + [revised] + series[31:]
+
+    wait_for(lambda: len(job.docs_for("stock-indicators", [symbol])) == len(final), 120, "indicators", job)
+    wait_for(lambda: len(dead_letters(job, symbol)) == 4, 60, "dead letters", job)
+    model, expected_signals = SymbolTracker(AnalyticsSettings()), []
+    for bar in final:
+        enriched = model.offer(parse_bar(json.dumps(bar), now_ms=1_900_000_000_000))[1]
+        expected_signals.extend((bar["ts"], s.type) for s in enriched.signals)
+        doc = next(d for d in job.docs_for("stock-indicators", [symbol]) if d["ts"] == bar["ts"]) \
+            if bar is final[-1] or bar is revised else None
+        if doc:
+            record = enriched.to_record()
+            assert {k: doc[k] for k in ("close", "volume", "sma_20", "rsi_14", "macd")} == \
+                   {k: record[k] for k in ("close", "volume", "sma_20", "rsi_14", "macd")}
+    assert sorted(d["reason"] for d in dead_letters(job, symbol)) == sorted(
+        ["not_json", "non_positive_price", "bad_symbol", "late"])
+    wait_for(lambda: len(job.docs_for("stock-signals", [symbol])) == len(expected_signals), 60, "signals", job)
+    assert sorted((d["ts"], d["type"]) for d in job.docs_for("stock-signals", [symbol])) == sorted(expected_signals)
+
+    # 5-minute rollups of every window the watermark (latest bar - 1 min) has passed
+    closed = rollup_reference(final, 5)
+    wait_for(lambda: len(job.docs_for("stock-bars-5m", [symbol])) >= len(closed) - 1, 60, "5m rollups", job)
+    for doc in job.docs_for("stock-bars-5m", [symbol]):
+        want = closed[doc["window_start"]]
+        assert {k: doc[k] for k in want} == pytest.approx(want, rel=1e-12)
+
+
+def dead_letters(job, symbol: str) -> list[dict]:
+    return [d for d in job.search("stock-dlq", {"match_all": {}}) if symbol in d["raw"] or symbol.lower() in d["raw"]]
+
+
+def rollup_reference(bars: list[dict], minutes: int) -> dict[str, dict]:
+    windows: dict[str, list[dict]] = {}
+    for bar in bars:
+        ts = datetime.fromisoformat(bar["ts"].replace("Z", "+00:00"))
+        start = ts.replace(minute=ts.minute - ts.minute % minutes, second=0)
+        windows.setdefault(start.strftime("%Y-%m-%dT%H:%M:%SZ"), []).append(bar)
+    return {start: {"open": ws[0]["open"], "high": max(b["high"] for b in ws), "low": min(b["low"] for b in ws),
+                    "close": ws[-1]["close"], "volume": sum(b["volume"] for b in ws), "bar_count": len(ws),
+                    "avg_close": sum(b["close"] for b in ws) / len(ws)}
+            for start, ws in windows.items()}

@@ -1,0 +1,293 @@
+"""Alpha Vantage TIME_SERIES_INTRADAY: the request, the classification of its answer, the parsing.
+
+Alpha Vantage answers almost everything with HTTP 200: a rate-limit notice (``Information`` or
+``Note``), a demo-key or premium-only notice, an ``Error Message`` for a bad symbol, all look like
+success at the HTTP level. ``classify`` tells data from those notices; ``parse_intraday`` turns the
+data into contract bars. Both are pure (no I/O) so they are tested without a server and reused by the
+replay of the shipped sample files. ``AlphaVantageClient`` is the thin I/O shell: requests with
+urllib3's ``Retry`` (jittered backoff on connection errors and 5xx) capped by the invocation deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from .config import Settings
+from .contract import Bar
+from .deadline import Deadline
+from .logs import install_redaction, redact
+
+DEFAULT_TIME_ZONE = "US/Eastern"
+# Legacy names Alpha Vantage uses, for systems whose tz database omits the "backward" links.
+ZONE_ALIASES = {
+    "US/Eastern": "America/New_York", "US/Central": "America/Chicago",
+    "US/Mountain": "America/Denver", "US/Pacific": "America/Los_Angeles", "UTC": "Etc/UTC",
+}
+_LOCAL_FORMAT = "%Y-%m-%d %H:%M:%S"
+_FIELDS = ("1. open", "2. high", "3. low", "4. close")
+_VOLUME = "5. volume"
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+# What an operator should do about each kind of failure (goes into the warning log line).
+HINTS = {
+    "rate_limit": "Alpha Vantage rate limit reached: reduce SYMBOLS or the schedule, or use a premium key",
+    "demo_key": "the demo key only serves IBM samples: put a real key in the secret (ALPHAVANTAGE_SECRET_ARN)",
+    "premium_only": "this request needs a premium plan (e.g. realtime or extended data): check the key's plan",
+    "api_error": "Alpha Vantage rejected the call: check the symbol, INTERVAL and the API key",
+    "information": "Alpha Vantage sent a notice instead of data: read its text",
+    "note": "Alpha Vantage sent a note instead of data: read its text",
+    "missing_series": "the response has no time series for INTERVAL: check the symbol and INTERVAL",
+    "malformed_json": "the response is not JSON: Alpha Vantage may be degraded, it is retried next run",
+    "malformed_series": "the time series is not shaped as expected: the response is ignored",
+    "unknown_time_zone": "Meta Data names a time zone this system does not know: install tz data",
+    "http_status": "Alpha Vantage answered with an HTTP error: it is retried next run",
+    "timeout": "Alpha Vantage did not answer in time (HTTP_READ_TIMEOUT): it is retried next run",
+    "connection_error": "Alpha Vantage could not be reached: check network/ALPHAVANTAGE_BASE_URL",
+}
+
+
+class FetchError(Exception):
+    """No usable bars for a symbol. ``kind`` is a stable code (a key of ``HINTS``)."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+        self.detail = detail
+
+    @property
+    def hint(self) -> str:
+        return HINTS.get(self.kind, "")
+
+
+@dataclass(frozen=True)
+class Series:
+    """Parsed bars of one response, oldest first, and how many entries were unusable."""
+
+    bars: tuple[Bar, ...]
+    invalid: int = 0
+    invalid_example: str = ""
+
+
+# ---- pure core -------------------------------------------------------------------------------------
+
+def request_params(settings: Settings, symbol: str, outputsize: str | None = None,
+                   month: str | None = None) -> dict[str, str]:
+    """Query parameters of a TIME_SERIES_INTRADAY call, without the API key."""
+    params = {
+        "function": "TIME_SERIES_INTRADAY",
+        "symbol": symbol,
+        "interval": settings.interval,
+        "outputsize": "full" if month else (outputsize or settings.outputsize),
+        "extended_hours": str(settings.extended_hours).lower(),
+        "adjusted": str(settings.adjusted).lower(),
+        "datatype": "json",
+    }
+    if month:
+        params["month"] = month
+    return params
+
+
+def _notice_kind(key: str, text: str) -> str:
+    lowered = text.lower()
+    if "rate limit" in lowered or "call frequency" in lowered or "requests per day" in lowered:
+        return "rate_limit"
+    if "demo" in lowered:
+        return "demo_key"
+    if "premium" in lowered:
+        return "premium_only"
+    return "note" if key == "Note" else "information"
+
+
+def classify(payload: Any, series_key: str) -> FetchError | None:
+    """``None`` when ``payload`` carries the series, else the reason it is not data."""
+    if not isinstance(payload, dict):
+        return FetchError("malformed_json", "the response is not a JSON object")
+    if "Error Message" in payload:
+        return FetchError("api_error", str(payload["Error Message"])[:300])
+    for key in ("Information", "Note"):
+        if key in payload and series_key not in payload:
+            text = str(payload[key])
+            return FetchError(_notice_kind(key, text), text[:300])
+    if series_key not in payload:
+        return FetchError("missing_series", f"no {series_key!r}; keys: {sorted(payload)[:5]}")
+    if not isinstance(payload[series_key], dict):
+        return FetchError("malformed_series", f"{series_key!r} is not an object")
+    return None
+
+
+def resolve_zone(name: str) -> ZoneInfo:
+    for candidate in (name, ZONE_ALIASES.get(name)):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    raise FetchError("unknown_time_zone", name)
+
+
+def to_utc(local: str, zone: ZoneInfo) -> str:
+    """Alpha Vantage's naive local ``YYYY-MM-DD HH:MM:SS`` to the contract's UTC ``...Z``.
+
+    zoneinfo applies the offset in force at that instant, so bars either side of a DST change get
+    their own offset (09:30 New York is 14:30Z in winter and 13:30Z in summer).
+    """
+    naive = datetime.strptime(local, _LOCAL_FORMAT)
+    return naive.replace(tzinfo=zone).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _price(values: dict, field: str) -> float:
+    price = float(values[field])
+    if not math.isfinite(price):
+        raise ValueError(f"{field} is not finite")
+    return price
+
+
+def _volume(values: dict) -> int:
+    volume = float(values[_VOLUME])
+    if not math.isfinite(volume) or not volume.is_integer() or volume < 0:
+        raise ValueError(f"{_VOLUME} is not a non-negative integer")
+    return int(volume)
+
+
+def parse_bar(symbol: str, interval: str, local_ts: str, values: Any, zone: ZoneInfo) -> Bar:
+    """One series entry to a ``Bar``; ``ValueError``/``KeyError``/``TypeError`` when malformed."""
+    if not isinstance(values, dict):
+        raise TypeError("bar values are not an object")
+    o, h, l, c = (_price(values, f) for f in _FIELDS)
+    return Bar(symbol, to_utc(local_ts, zone), o, h, l, c, _volume(values), interval)
+
+
+def parse_intraday(payload: Any, symbol: str, interval: str) -> Series:
+    """An Alpha Vantage intraday response to contract bars, oldest first.
+
+    Raises ``FetchError`` when the payload is not data. Single malformed entries are dropped and
+    counted rather than failing the symbol: the rest of the window is still good data.
+    """
+    series_key = f"Time Series ({interval})"
+    problem = classify(payload, series_key)
+    if problem is not None:
+        raise problem
+    meta = payload.get("Meta Data")
+    zone_name = meta.get("6. Time Zone", DEFAULT_TIME_ZONE) if isinstance(meta, dict) else DEFAULT_TIME_ZONE
+    zone = resolve_zone(str(zone_name))
+    bars: list[Bar] = []
+    invalid, example = 0, ""
+    for local_ts, values in payload[series_key].items():
+        try:
+            bars.append(parse_bar(symbol, interval, local_ts, values, zone))
+        except (KeyError, TypeError, ValueError) as err:
+            invalid += 1
+            example = example or f"{local_ts!r}: {type(err).__name__}: {err}"
+    bars.sort(key=lambda bar: bar.ts)
+    return Series(tuple(bars), invalid, example[:200])
+
+
+def parse_response(body: bytes | str, symbol: str, interval: str) -> Series:
+    """Raw response body to bars; ``FetchError('malformed_json')`` when it does not decode."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise FetchError("malformed_json", "the body is not valid JSON") from None
+    return parse_intraday(payload, symbol, interval)
+
+
+# ---- I/O shell -------------------------------------------------------------------------------------
+
+class DeadlineRetry(Retry):
+    """urllib3 ``Retry`` that also stops once the next attempt could not finish before a deadline,
+    and counts the retries it allowed (``counter`` is shared by the copies urllib3 makes)."""
+
+    def __init__(self, *args: Any, deadline: float | None = None, counter: list[int] | None = None,
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+        self.counter = counter if counter is not None else [0]
+
+    def new(self, **kwargs: Any) -> "DeadlineRetry":
+        return super().new(**{"deadline": self.deadline, "counter": self.counter, **kwargs})
+
+    def is_exhausted(self) -> bool:
+        if super().is_exhausted():
+            return True
+        return self.deadline is not None and time.monotonic() + self.get_backoff_time() >= self.deadline
+
+    def increment(self, *args: Any, **kwargs: Any) -> "DeadlineRetry":
+        retry = super().increment(*args, **kwargs)
+        self.counter[0] += 1
+        return retry
+
+
+def _request_error_kind(err: requests.RequestException) -> str:
+    reason = err.args[0] if err.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    if isinstance(err, requests.Timeout) or isinstance(reason, ReadTimeoutError):
+        return "timeout"
+    if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+        return "timeout"
+    return "connection_error"
+
+
+class AlphaVantageClient:
+    """Fetches one symbol's intraday series; one instance per invocation (it holds its deadline)."""
+
+    def __init__(self, settings: Settings, api_key: str, deadline: Deadline,
+                 session: requests.Session | None = None):
+        install_redaction()
+        self.settings = settings
+        self.deadline = deadline
+        self.api_calls = 0
+        self._api_key = api_key
+        self._retry_counter = [0]
+        self._session = session or requests.Session()
+        self._session.headers.setdefault("User-Agent", "stock-analytics-fetcher/1.0")
+        last_start = deadline.expires_at - settings.safety_margin_s - settings.connect_timeout_s \
+            - settings.read_timeout_s
+        retry = DeadlineRetry(
+            total=settings.http_retries, connect=settings.http_retries, read=settings.http_retries,
+            status=settings.http_retries, other=0, redirect=2,
+            status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}),
+            backoff_factor=settings.backoff_factor_s, backoff_max=settings.backoff_max_s,
+            backoff_jitter=settings.backoff_jitter_s,
+            # A Retry-After header could ask for longer than the invocation has left.
+            respect_retry_after_header=False, raise_on_status=False,
+            deadline=last_start, counter=self._retry_counter,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    @property
+    def http_retries(self) -> int:
+        return self._retry_counter[0]
+
+    def close(self) -> None:
+        self._session.close()
+
+    def fetch(self, symbol: str, outputsize: str | None = None, month: str | None = None) -> Series:
+        """The symbol's bars, oldest first; raises ``FetchError`` (never with the key in it)."""
+        settings = self.settings
+        params = {**request_params(settings, symbol, outputsize, month), "apikey": self._api_key}
+        read_timeout = min(settings.read_timeout_s,
+                           max(0.1, self.deadline.remaining_s() - settings.safety_margin_s))
+        self.api_calls += 1
+        try:
+            response = self._session.get(f"{settings.base_url}/query", params=params,
+                                         timeout=(settings.connect_timeout_s, read_timeout))
+        except requests.RequestException as err:
+            # ``from None``: the chained urllib3 error would carry the URL, key included.
+            raise FetchError(_request_error_kind(err), redact(str(err))[:300]) from None
+        if response.status_code != 200:
+            raise FetchError("http_status", f"HTTP {response.status_code} after {self.http_retries} retries")
+        return parse_response(response.content, symbol, settings.interval)

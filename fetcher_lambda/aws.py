@@ -1,0 +1,56 @@
+"""boto3 clients for the fetcher, created lazily.
+
+boto3 takes longer to import than the whole rest of the handler, so it is imported here on first use
+instead of at module load: the Lambda's cold start (INIT) stays short and local modes that do not
+touch AWS (parsing, sample generation) never pay for it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from .config import Settings
+
+
+def client(service: str, settings: Settings, endpoint_url: str | None = None) -> Any:
+    """A client with short timeouts and botocore's standard retry mode.
+
+    A session per client: boto3's default session is not safe to share between threads, and tests
+    run invocations concurrently.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=3, read_timeout=10,
+        retries={"mode": "standard", "max_attempts": 3},
+        user_agent_extra="stock-analytics-fetcher",
+    )
+    return boto3.session.Session().client(service, region_name=settings.region,
+                                          endpoint_url=endpoint_url, config=config)
+
+
+def kinesis_client(settings: Settings) -> Any:
+    return client("kinesis", settings, settings.kinesis_endpoint_url)
+
+
+def dynamodb_client(settings: Settings) -> Any:
+    return client("dynamodb", settings, settings.dynamodb_endpoint_url)
+
+
+def error_code(err: BaseException) -> str:
+    """The AWS error code of a botocore ``ClientError`` (empty for anything else)."""
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def wait_until(ready: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``ready`` every 0.1 s (boto3 waiters poll every 5-20 s, too slow for local services)."""
+    end = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > end:
+            raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s: check the service and its log")
+        time.sleep(0.1)

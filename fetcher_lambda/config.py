@@ -1,0 +1,182 @@
+"""Settings of the fetcher, read once from the environment into a frozen dataclass.
+
+Why one place: the Lambda and the local entry point must behave identically, and a typo in an
+environment variable should fail at start-up with a message naming the variable, not minutes later
+deep inside a request. The Alpha Vantage key is held in a ``Secret`` so that printing the settings
+(or an exception that includes them) never shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9.\-]{1,12}$")
+INTERVALS = ("1min", "5min", "15min", "30min", "60min")
+OUTPUT_SIZES = ("compact", "full")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable and a valid example."""
+
+
+class Secret:
+    """A string that does not show itself in ``repr``/``str``, logs or tracebacks of the settings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    symbols: tuple[str, ...] = ("IBM",)
+    interval: str = "1min"
+    extended_hours: bool = True
+    adjusted: bool = True
+    outputsize: str = "compact"
+    stream_name: str = "stock_stream_data"
+    cursor_table: str = "stock_fetcher_cursor"
+    base_url: str = "https://www.alphavantage.co"
+    kinesis_endpoint_url: str | None = None
+    dynamodb_endpoint_url: str | None = None
+    region: str = "us-east-1"
+    secret_arn: str | None = None
+    api_key: Secret | None = field(default=None, repr=False)
+    # HTTP to Alpha Vantage: per-attempt timeouts and urllib3 Retry parameters.
+    connect_timeout_s: float = 3.05
+    read_timeout_s: float = 10.0
+    http_retries: int = 3
+    backoff_factor_s: float = 0.5
+    backoff_max_s: float = 8.0
+    backoff_jitter_s: float = 0.5
+    # Kinesis PutRecords: attempts per batch for the entries that failed.
+    put_attempts: int = 5
+    put_backoff_base_s: float = 0.1
+    put_backoff_max_s: float = 2.0
+    # Time kept back from the invocation's deadline to write cursors and the summary.
+    safety_margin_s: float = 2.0
+    # Local runs have no Lambda deadline: this is their per-run time budget.
+    local_budget_s: float = 55.0
+    # Refetch with outputsize=full when the compact window no longer reaches the cursor.
+    catch_up: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def series_key(self) -> str:
+        """The key of the bars in Alpha Vantage's intraday response, e.g. ``Time Series (1min)``."""
+        return f"Time Series ({self.interval})"
+
+    @property
+    def min_symbol_time_s(self) -> float:
+        """Time a symbol needs at least: one full HTTP attempt plus the margin for cursor and put."""
+        return self.connect_timeout_s + self.read_timeout_s + self.safety_margin_s
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        settings = cls(
+            symbols=_symbols(env.get("SYMBOLS"), defaults.symbols),
+            interval=_choice(env, "INTERVAL", INTERVALS, defaults.interval),
+            extended_hours=_bool(env, "EXTENDED_HOURS", defaults.extended_hours),
+            adjusted=_bool(env, "ADJUSTED", defaults.adjusted),
+            outputsize=_choice(env, "OUTPUTSIZE", OUTPUT_SIZES, defaults.outputsize),
+            stream_name=_text(env, "STREAM_NAME", defaults.stream_name),
+            cursor_table=_text(env, "CURSOR_TABLE", defaults.cursor_table),
+            base_url=_text(env, "ALPHAVANTAGE_BASE_URL", defaults.base_url).rstrip("/"),
+            kinesis_endpoint_url=_optional(env, "KINESIS_ENDPOINT_URL"),
+            dynamodb_endpoint_url=_optional(env, "DYNAMODB_ENDPOINT_URL"),
+            region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or defaults.region,
+            secret_arn=_optional(env, "ALPHAVANTAGE_SECRET_ARN"),
+            api_key=Secret(key) if (key := _optional(env, "ALPHAVANTAGE_API_KEY")) else None,
+            connect_timeout_s=_number(env, "HTTP_CONNECT_TIMEOUT", defaults.connect_timeout_s),
+            read_timeout_s=_number(env, "HTTP_READ_TIMEOUT", defaults.read_timeout_s),
+            http_retries=int(_number(env, "HTTP_RETRIES", defaults.http_retries)),
+            put_attempts=int(_number(env, "PUT_ATTEMPTS", defaults.put_attempts, minimum=1)),
+            local_budget_s=_number(env, "LOCAL_BUDGET_SECONDS", defaults.local_budget_s, minimum=1),
+            catch_up=_bool(env, "CATCH_UP", defaults.catch_up),
+            log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), defaults.log_level,
+                              normalise=str.upper),
+        )
+        if not settings.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"ALPHAVANTAGE_BASE_URL must start with http:// or https://, e.g. https://www.alphavantage.co; "
+                f"got {settings.base_url!r}"
+            )
+        return settings
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    return _optional(env, name) or default
+
+
+def _symbols(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if raw is None or not raw.strip():
+        return default
+    symbols = tuple(dict.fromkeys(s.strip().upper() for s in raw.split(",") if s.strip()))
+    bad = [s for s in symbols if not SYMBOL_PATTERN.match(s)]
+    if bad or not symbols:
+        raise ConfigError(
+            f"SYMBOLS must be a comma-separated list of ticker symbols like IBM,AAPL,MSFT; invalid: {bad or raw!r}"
+        )
+    return symbols
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str,
+            normalise: Callable[[str], str] = str.lower) -> str:
+    value = _optional(env, name)
+    if value is None:
+        return default
+    value = normalise(value)
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _optional(env, name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false; got {value!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
+    value = _optional(env, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, e.g. {default}; got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}; got {value!r}")
+    return number

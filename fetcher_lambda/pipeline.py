@@ -1,0 +1,283 @@
+"""One fetch run: for each symbol, fetch -> keep new bars -> claim -> put -> commit; then a summary.
+
+The decisions (which bars are new, how far the cursor may move after a partial put, whether the
+compact window lost touch with the cursor, the summary) are pure functions at the top; ``run`` and
+``process_symbol`` are the shell that does I/O. Each symbol is isolated: whatever goes wrong with
+one (a notice instead of data, a timeout, a DynamoDB error) is logged with the symbol and counted,
+and the next symbol is processed. See ``cursor`` for the claim protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from .alphavantage import AlphaVantageClient, FetchError, Series
+from .config import Settings
+from .contract import Bar
+from .cursor import CursorState, CursorStore, now_ms
+from .deadline import Deadline
+from .kinesis import Entry, PutResult, RetryPolicy, put_entries
+from .logs import log_event, redact
+
+logger = logging.getLogger("fetcher_lambda.run")
+CLAIM_ROUNDS = 3  # a lost claim re-reads the cursor; more losses in a row mean heavy contention
+LEASE_EXTRA_MS = 5000  # covers clock differences between invocations
+
+
+# ---- pure core -------------------------------------------------------------------------------------
+
+def select_new(bars: Sequence[Bar], cursor: str | None) -> tuple[list[Bar], int]:
+    """Bars newer than the cursor (all when there is none), and how many were already sent."""
+    new = [bar for bar in bars if cursor is None or bar.ts > cursor]
+    return new, len(bars) - len(new)
+
+
+def window_misses_cursor(bars: Sequence[Bar], cursor: str | None) -> bool:
+    """True when even the oldest returned bar is newer than the cursor: bars between the cursor and
+    the window may exist that this response does not contain."""
+    return cursor is not None and bool(bars) and bars[0].ts > cursor
+
+
+def accepted_prefix_end(bars: Sequence[Bar], accepted: Sequence[bool]) -> str | None:
+    """``ts`` of the last bar of the longest accepted prefix: how far the cursor may safely move."""
+    end = None
+    for bar, ok in zip(bars, accepted):
+        if not ok:
+            break
+        end = bar.ts
+    return end
+
+
+@dataclass
+class SymbolResult:
+    symbol: str
+    status: str = "ok"  # ok | failed | skipped
+    kind: str = ""  # why failed or skipped (a FetchError kind, "claimed_elsewhere", ...)
+    bars_fetched: int = 0
+    bars_sent: int = 0
+    bars_skipped: int = 0  # already on the stream (not newer than the cursor)
+    bars_invalid: int = 0
+    api_calls: int = 0
+    http_retries: int = 0
+    put_records_calls: int = 0
+    put_records_retries: int = 0
+    cursor: str | None = None
+
+
+@dataclass
+class Summary:
+    invocation_id: str
+    mode: str
+    symbols_ok: int = 0
+    symbols_failed: int = 0
+    symbols_skipped: int = 0
+    bars_fetched: int = 0
+    bars_sent: int = 0
+    bars_skipped: int = 0
+    bars_invalid: int = 0
+    api_calls: int = 0
+    http_retries: int = 0
+    put_records_calls: int = 0
+    put_records_retries: int = 0
+    duration_ms: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_COUNTERS = ("bars_fetched", "bars_sent", "bars_skipped", "bars_invalid", "api_calls", "http_retries",
+             "put_records_calls", "put_records_retries")
+
+
+def summarize(invocation_id: str, mode: str, results: Sequence[SymbolResult], duration_ms: int) -> Summary:
+    summary = Summary(invocation_id=invocation_id, mode=mode, duration_ms=duration_ms)
+    for result in results:
+        for name in _COUNTERS:
+            setattr(summary, name, getattr(summary, name) + getattr(result, name))
+        if result.status == "ok":
+            summary.symbols_ok += 1
+        elif result.status == "failed":
+            summary.symbols_failed += 1
+            summary.failed[result.symbol] = result.kind
+        else:
+            summary.symbols_skipped += 1
+            summary.skipped[result.symbol] = result.kind
+    return summary
+
+
+# ---- I/O shell -------------------------------------------------------------------------------------
+
+@dataclass
+class Clients:
+    """What a run talks to. Injected so tests can wrap the real clients (e.g. to force failures)."""
+
+    kinesis: Any
+    dynamodb: Any | None  # None only for backfill, which does not use the cursor
+
+
+def run(settings: Settings, clients: Clients, api_key: str, deadline: Deadline,
+        invocation_id: str | None = None, month: str | None = None) -> Summary:
+    """Fetch every configured symbol once and log one summary line. ``month`` = backfill mode."""
+    started = time.monotonic()
+    invocation_id = invocation_id or str(uuid.uuid4())
+    mode = "backfill" if month else "live"
+    av = AlphaVantageClient(settings, api_key, deadline)
+    store = CursorStore(clients.dynamodb, settings.cursor_table) if not month else None
+    results: list[SymbolResult] = []
+    try:
+        for position, symbol in enumerate(settings.symbols):
+            if deadline.remaining_s() < settings.min_symbol_time_s:
+                skipped = settings.symbols[position:]
+                log_event(logger, logging.WARNING, "time_short", symbols=list(skipped),
+                          remaining_s=round(deadline.remaining_s(), 2),
+                          hint="raise the function timeout or fetch fewer SYMBOLS per run")
+                results += [SymbolResult(s, status="skipped", kind="time_short") for s in skipped]
+                break
+            results.append(_isolated(settings, clients, av, store, deadline, invocation_id, symbol, month))
+    finally:
+        av.close()
+    summary = summarize(invocation_id, mode, results, int((time.monotonic() - started) * 1000))
+    log_event(logger, logging.INFO, "fetch_summary", **summary.to_dict())
+    return summary
+
+
+def _isolated(settings: Settings, clients: Clients, av: AlphaVantageClient, store: CursorStore | None,
+              deadline: Deadline, owner: str, symbol: str, month: str | None) -> SymbolResult:
+    """``process_symbol`` with every failure turned into a logged, counted result."""
+    result = SymbolResult(symbol)
+    calls_before, retries_before = av.api_calls, av.http_retries
+    try:
+        process_symbol(settings, clients, av, store, deadline, owner, symbol, month, result)
+    except FetchError as err:
+        result.status, result.kind = "failed", err.kind
+        log_event(logger, logging.WARNING, "symbol_not_data", symbol=symbol, kind=err.kind,
+                  detail=err.detail, hint=err.hint)
+    except Exception as err:  # isolation boundary: one symbol never stops the others
+        result.status, result.kind = "failed", type(err).__name__
+        log_event(logger, logging.ERROR, "symbol_error", symbol=symbol, kind=type(err).__name__,
+                  detail=redact(str(err))[:500],
+                  trace=redact("".join(traceback.format_exception(err, chain=False)))[-2000:])
+    result.api_calls = av.api_calls - calls_before
+    result.http_retries = av.http_retries - retries_before
+    return result
+
+
+def process_symbol(settings: Settings, clients: Clients, av: AlphaVantageClient, store: CursorStore | None,
+                   deadline: Deadline, owner: str, symbol: str, month: str | None,
+                   result: SymbolResult) -> None:
+    if store is None:  # backfill: the month as Alpha Vantage returns it, cursor neither read nor moved
+        series = av.fetch(symbol, month=month)
+        _count_fetch(result, series, symbol)
+        _send(settings, clients, deadline, symbol, list(series.bars), result)
+        return
+    state = store.read(symbol)
+    if state.leased_by_other(owner, now_ms()):
+        _skip_claimed(result, state)  # that invocation is sending: spend no API call
+        return
+    series = _fetch_reaching_cursor(settings, av, symbol, state.cursor)
+    _count_fetch(result, series, symbol)
+    new = _claim_new_bars(settings, store, deadline, owner, series, state, result)
+    if not new:
+        return
+    try:
+        put = _send(settings, clients, deadline, symbol, new, result)
+    except Exception:
+        # The put broke off (a reported failure would not raise): free the range now rather than at
+        # lease expiry, so the next run sends it again.
+        _release_quietly(store, symbol, owner)
+        raise
+    end = new[-1].ts if put.all_accepted else accepted_prefix_end(new, put.accepted)
+    if end is not None:
+        _commit(store, symbol, owner, end, result)
+    else:
+        store.release(symbol, owner)
+
+
+def _fetch_reaching_cursor(settings: Settings, av: AlphaVantageClient, symbol: str, cursor: str | None) -> Series:
+    """The compact window, or the full series when the window starts after the cursor (missed runs)."""
+    series = av.fetch(symbol)
+    if settings.catch_up and settings.outputsize == "compact" and window_misses_cursor(series.bars, cursor):
+        log_event(logger, logging.INFO, "catch_up", symbol=symbol, cursor=cursor, oldest_returned=series.bars[0].ts)
+        series = av.fetch(symbol, outputsize="full")
+    if window_misses_cursor(series.bars, cursor):
+        log_event(logger, logging.WARNING, "possible_gap", symbol=symbol, cursor=cursor,
+                  oldest_returned=series.bars[0].ts,
+                  hint="bars between the cursor and the window may be missing: backfill with --month YYYY-MM")
+    return series
+
+
+def _claim_new_bars(settings: Settings, store: CursorStore, deadline: Deadline, owner: str, series: Series,
+                    state: CursorState, result: SymbolResult) -> list[Bar]:
+    """The bars this invocation now holds the lease for (empty: nothing new, or someone else's)."""
+    symbol = result.symbol
+    for _ in range(CLAIM_ROUNDS):
+        new, already_sent = select_new(series.bars, state.cursor)
+        result.bars_skipped, result.cursor = already_sent, state.cursor
+        if not new:
+            return []
+        # The lease outlives this invocation (the runtime kills it at the deadline) by a margin.
+        lease_until = deadline.wall_clock_ms() + int(settings.safety_margin_s * 1000) + LEASE_EXTRA_MS
+        if store.claim(symbol, state.cursor, new[-1].ts, owner, lease_until):
+            return new
+        state = store.read(symbol)  # lost the compare-and-swap: see who won
+        if state.leased_by_other(owner, now_ms()):
+            _skip_claimed(result, state)
+            return []
+    result.status, result.kind = "skipped", "claim_contention"
+    log_event(logger, logging.WARNING, "claim_contention", symbol=symbol, rounds=CLAIM_ROUNDS)
+    return []
+
+
+def _release_quietly(store: CursorStore, symbol: str, owner: str) -> None:
+    try:
+        store.release(symbol, owner)
+    except Exception as err:  # the lease then simply expires; the original error is what matters
+        log_event(logger, logging.WARNING, "release_failed", symbol=symbol, detail=redact(str(err))[:300])
+
+
+def _count_fetch(result: SymbolResult, series: Series, symbol: str) -> None:
+    result.bars_fetched = len(series.bars)
+    result.bars_invalid = series.invalid
+    if series.invalid:
+        log_event(logger, logging.WARNING, "invalid_bars", symbol=symbol, count=series.invalid,
+                  example=series.invalid_example)
+
+
+def _skip_claimed(result: SymbolResult, state: CursorState) -> None:
+    result.status, result.kind, result.cursor = "skipped", "claimed_elsewhere", state.cursor
+    log_event(logger, logging.INFO, "claimed_elsewhere", symbol=result.symbol, cursor=state.cursor,
+              lease_owner=state.lease_owner, lease_until_ms=state.lease_until_ms)
+
+
+def _send(settings: Settings, clients: Clients, deadline: Deadline, symbol: str, bars: list[Bar],
+          result: SymbolResult) -> PutResult:
+    entries = [Entry(symbol, bar.to_bytes()) for bar in bars]
+    policy = RetryPolicy(attempts=settings.put_attempts, base_s=settings.put_backoff_base_s,
+                         cap_s=settings.put_backoff_max_s, margin_s=settings.safety_margin_s / 2)
+    put = put_entries(clients.kinesis, settings.stream_name, entries, deadline, policy)
+    result.bars_sent += put.accepted_count
+    result.put_records_calls += put.calls
+    result.put_records_retries += put.retried_entries
+    if put.error:
+        result.status, result.kind = "failed", "put_failed"
+        log_event(logger, logging.WARNING, "put_failed", symbol=symbol, accepted=put.accepted_count,
+                  total=len(entries), detail=put.error)
+    return put
+
+
+def _commit(store: CursorStore, symbol: str, owner: str, new_cursor: str, result: SymbolResult) -> None:
+    if store.commit(symbol, owner, new_cursor):
+        result.cursor = new_cursor
+        return
+    # Only possible if our lease expired and another invocation took the range: the bars may be
+    # on the stream twice; the cursor is theirs to move.
+    result.status, result.kind = "failed", "lease_lost"
+    log_event(logger, logging.ERROR, "lease_lost", symbol=symbol, cursor_wanted=new_cursor,
+              hint="the invocation outlived its lease: check the function timeout and clock")

@@ -1,0 +1,114 @@
+"""Shared pytest fixtures.
+
+Fetcher fixtures: a fake Alpha Vantage server on a real socket, and uniquely named Kinesis streams
+and DynamoDB tables on the local services (``python -m stack.services start``), deleted after each
+test.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.fake_alphavantage import TEST_API_KEY, FakeAlphaVantage
+from tests.local_aws import DYNAMODB_URL, KINESIS_URL, local_client
+
+
+def _require_service(client, call: Callable[[], object], name: str, endpoint: str):
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        call()
+    except BotoCoreError as err:
+        pytest.fail(f"local {name} is not reachable at {endpoint} ({err}); "
+                    "start it with: .venv/bin/python -m stack.services start kinesis dynamodb")
+    return client
+
+
+@pytest.fixture(scope="session")
+def local_kinesis():
+    client = local_client("kinesis")
+    return _require_service(client, lambda: client.list_streams(Limit=1), "Kinesis", KINESIS_URL)
+
+
+@pytest.fixture(scope="session")
+def local_dynamodb():
+    client = local_client("dynamodb")
+    return _require_service(client, lambda: client.list_tables(Limit=1), "DynamoDB", DYNAMODB_URL)
+
+
+@pytest.fixture
+def fetcher_clients_factory():
+    """New (kinesis, dynamodb) clients per call: each thread of a concurrency test gets its own."""
+    return lambda: (local_client("kinesis"), local_client("dynamodb"))
+
+
+@pytest.fixture
+def kinesis_stream(local_kinesis) -> Iterator[str]:
+    from fetcher_lambda.kinesis import ensure_stream
+
+    name = f"test-bars-{uuid.uuid4().hex[:10]}"
+    ensure_stream(local_kinesis, name)
+    yield name
+    local_kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+
+
+@pytest.fixture
+def cursor_table(local_dynamodb) -> Iterator[str]:
+    from fetcher_lambda.cursor import ensure_table
+
+    name = f"test-cursor-{uuid.uuid4().hex[:10]}"
+    ensure_table(local_dynamodb, name)
+    yield name
+    local_dynamodb.delete_table(TableName=name)
+
+
+@pytest.fixture
+def read_stream(local_kinesis) -> Callable[[str], list[tuple[str, dict]]]:
+    """All records of a stream so far, in stream order: (partition key, decoded JSON)."""
+
+    def read(stream: str) -> list[tuple[str, dict]]:
+        records: list[tuple[str, dict]] = []
+        for shard in local_kinesis.list_shards(StreamName=stream)["Shards"]:
+            iterator = local_kinesis.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            while iterator:
+                page = local_kinesis.get_records(ShardIterator=iterator, Limit=10000)
+                records += [(r["PartitionKey"], json.loads(r["Data"])) for r in page["Records"]]
+                if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                    break
+                iterator = page.get("NextShardIterator")
+        return records
+
+    return read
+
+
+@pytest.fixture
+def fake_alphavantage() -> Iterator[FakeAlphaVantage]:
+    server = FakeAlphaVantage().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def av_settings(fake_alphavantage):
+    """Settings pointing at the fake API, with short timeouts and backoffs so failure paths stay fast."""
+    from fetcher_lambda.config import Secret, Settings
+
+    return Settings(
+        symbols=("IBM",), base_url=fake_alphavantage.url, region="us-east-1",
+        api_key=Secret(TEST_API_KEY), connect_timeout_s=0.5, read_timeout_s=0.5, http_retries=2,
+        backoff_factor_s=0.01, backoff_max_s=0.05, backoff_jitter_s=0.01, put_backoff_base_s=0.01,
+        put_backoff_max_s=0.05, safety_margin_s=0.2, local_budget_s=20.0,
+    )
+
+
+@pytest.fixture
+def fetcher_settings(av_settings, kinesis_stream, cursor_table):
+    """``av_settings`` plus this test's stream and cursor table on the local services."""
+    return replace(av_settings, stream_name=kinesis_stream, cursor_table=cursor_table,
+                   kinesis_endpoint_url=KINESIS_URL, dynamodb_endpoint_url=DYNAMODB_URL)

@@ -1,0 +1,162 @@
+"""A local Alpha Vantage stand-in on a real socket, for the fetcher tests.
+
+Serves ``GET /query?function=TIME_SERIES_INTRADAY...`` from per-symbol bar series (compact = latest
+100 bars, full = all, ``month`` = that month) and lets a test queue one-shot replies per symbol
+first: rate-limit and demo-key notices, ``Note``, ``Error Message``, a missing series, malformed
+JSON, HTTP 500s, or a reply delayed past the client's read timeout. Every request's query is
+recorded so tests can check what was asked (and that the key was sent).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterable
+from urllib.parse import parse_qs, urlparse
+
+from fetcher_lambda.samples import Row, av_payload
+
+COMPACT_BARS = 100
+TEST_API_KEY = "TESTKEY-5e3c9d1a"  # made up; tests assert it never shows in logs or errors
+
+RATE_LIMIT = {"Information": "Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests "
+                             "per day. Please subscribe to any of the premium plans at "
+                             "https://www.alphavantage.co/premium/ to instantly remove all daily rate limits."}
+NOTE = {"Note": "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute "
+                "and 500 calls per day."}
+ERROR_MESSAGE = {"Error Message": "Invalid API call. Please retry or visit the documentation "
+                                  "(https://www.alphavantage.co/documentation/) for TIME_SERIES_INTRADAY."}
+DEMO_KEY = {"Information": "The **demo** API key is for demo purposes only. Please claim your free API key at "
+                           "(https://www.alphavantage.co/support/#api-key) to explore our full API offerings."}
+PREMIUM = {"Information": "Thank you for using Alpha Vantage! This is a premium endpoint. You may subscribe to "
+                          "any of the premium plans at https://www.alphavantage.co/premium/ to instantly "
+                          "unlock all premium endpoints"}
+MISSING_SERIES = {"Meta Data": {"1. Information": "Intraday (1min)", "2. Symbol": "IBM",
+                                "6. Time Zone": "US/Eastern"}}
+MALFORMED_JSON = b'{"Meta Data": {"1. Information": "Intraday (1min)'
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: dict | bytes | str
+    status: int = 200
+    delay_s: float = 0.0
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, dict):
+            return json.dumps(self.body, indent=4).encode()
+        return self.body.encode() if isinstance(self.body, str) else self.body
+
+
+def minute_rows(start_local: str, count: int, price: float = 100.0, step: float = 0.01) -> list[Row]:
+    """``count`` consecutive 1-minute bars from ``start_local`` (``YYYY-MM-DD HH:MM``), simple values."""
+    start = datetime.strptime(start_local, "%Y-%m-%d %H:%M")
+    rows = []
+    for i in range(count):
+        o = round(price + i * step, 4)
+        c = round(o + step, 4)
+        rows.append(Row((start + timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M:%S"),
+                        o, round(c + 0.02, 4), round(o - 0.02, 4), c, 1000 + i))
+    return rows
+
+
+class FakeAlphaVantage:
+    def __init__(self) -> None:
+        self._series: dict[str, list[Row]] = {}
+        self._time_zone: dict[str, str] = {}
+        self._queued: dict[str, deque[Reply]] = defaultdict(deque)
+        self._delay: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, str]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-alphavantage", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeAlphaVantage":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # ---- what to serve ----
+
+    def set_series(self, symbol: str, rows: Iterable[Row], time_zone: str = "US/Eastern",
+                   delay_s: float = 0.0) -> None:
+        with self._lock:
+            self._series[symbol] = sorted(rows, key=lambda row: row.local_ts)
+            self._time_zone[symbol] = time_zone
+            self._delay[symbol] = delay_s
+
+    def add_rows(self, symbol: str, rows: Iterable[Row]) -> None:
+        with self._lock:
+            self._series[symbol] = sorted([*self._series.get(symbol, []), *rows], key=lambda row: row.local_ts)
+
+    def queue(self, symbol: str, *replies: Reply | dict | bytes) -> None:
+        """One-shot replies served (in order) before the symbol's series."""
+        with self._lock:
+            self._queued[symbol].extend(r if isinstance(r, Reply) else Reply(r) for r in replies)
+
+    def calls(self, symbol: str | None = None) -> list[dict[str, str]]:
+        with self._lock:
+            return [r for r in self.requests if symbol is None or r.get("symbol") == symbol]
+
+    # ---- serving ----
+
+    def reply_for(self, query: dict[str, str]) -> Reply:
+        symbol = query.get("symbol", "")
+        with self._lock:
+            self.requests.append(query)
+            if self._queued[symbol]:
+                return self._queued[symbol].popleft()
+            rows = self._series.get(symbol)
+            if rows is None or query.get("function") != "TIME_SERIES_INTRADAY" or not query.get("apikey"):
+                return Reply(ERROR_MESSAGE)
+            if "month" in query:
+                rows = [row for row in rows if row.local_ts.startswith(query["month"])]
+            elif query.get("outputsize", "compact") == "compact":
+                rows = rows[-COMPACT_BARS:]
+            size = "Full size" if query.get("outputsize") == "full" else "Compact"
+            payload = av_payload(symbol, rows, query.get("interval", "1min"), size, self._time_zone[symbol])
+            return Reply(payload, delay_s=self._delay.get(symbol, 0.0))
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                parsed = urlparse(self.path)
+                if parsed.path != "/query":
+                    self.send_error(404)
+                    return
+                query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+                reply = fake.reply_for(query)
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                body = reply.encoded()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (read timeout): expected in the slow-reply tests
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # request lines carry the API key; tests check it appears nowhere
+
+        return Handler
