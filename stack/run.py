@@ -32,7 +32,7 @@ def _pid_file(name: str) -> Path:
 
 def producer_command() -> list[str]:
     if os.environ.get("ALPHAVANTAGE_API_KEY"):
-        return [sys.executable, "-m", "fetcher_lambda", "--every", "60"]
+        return [sys.executable, "-m", "fetcher_lambda", "--every", "60", "--create-resources"]
     return [sys.executable, "-m", "fetcher_lambda", "--replay"]
 
 
