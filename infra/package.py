@@ -1,0 +1,145 @@
+"""Build the deployment artifacts: ``python -m infra.package [OUTPUT_DIR]`` (default ``dist/``).
+
+- ``flink-app.zip``: ``main.py`` (from ``infra/flink_main.py``), the ``flink_job`` package (its
+  ``.py`` files and ``index_templates/``) and ``lib/pyflink-dependencies.jar``, the layout the
+  application's run options in ``infra/cloudformation.yaml`` point to.
+- ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests`` and its dependencies, at
+  the versions installed in this venv (the Lambda runtime ships boto3 but not requests).
+
+Zips are deterministic (sorted entries, fixed timestamps and modes), so an unchanged build gives
+the same bytes and ``deploy.sh`` uploads the same content under the same hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+JAR = ROOT / "flink_job" / "target" / "pyflink-dependencies.jar"
+FLINK_ZIP = "flink-app.zip"
+LAMBDA_ZIP = "fetcher-lambda.zip"
+# Third-party distributions the fetcher imports that the Lambda runtime lacks (boto3 it has).
+LAMBDA_REQUIREMENTS = ("requests",)
+# The Lambda runtime of infra/cloudformation.yaml: wheels are chosen for it, pure Python only,
+# so the zip does not depend on the machine that builds it.
+LAMBDA_PYTHON = "3.12"
+# Files only the local tools use: replay data for `python -m fetcher_lambda replay`.
+LAMBDA_EXCLUDED_DIRS = {"sample_data", "__pycache__"}
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class PackageError(RuntimeError):
+    """An input is missing; the message says how to produce it."""
+
+
+def _package_files(package: Path, excluded_dirs: set[str], suffixes: tuple[str, ...]) -> Iterator[Path]:
+    for path in package.rglob("*"):
+        relative = path.relative_to(package)
+        if path.is_file() and path.suffix in suffixes and not excluded_dirs & set(relative.parts[:-1]):
+            yield path
+
+
+def write_zip(target: Path, entries: Iterable[tuple[str, Path]]) -> Path:
+    """Zip ``(name in archive, source file)`` pairs deterministically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, source in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            # Jars are compressed already: storing them saves time and no space.
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(".jar") else zipfile.ZIP_DEFLATED
+            with source.open("rb") as src, archive.open(info, "w") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+    return target
+
+
+def flink_entries() -> list[tuple[str, Path]]:
+    if not JAR.exists():
+        raise PackageError(f"{JAR} is missing: run `make jar` first")
+    package = ROOT / "flink_job"
+    files = _package_files(package, {"target", "__pycache__"}, (".py", ".json"))
+    # JSON only from index_templates/: nothing else in the package is read at run time.
+    code = [p for p in files if p.suffix == ".py" or p.parent.name == "index_templates"]
+    return [
+        ("main.py", ROOT / "infra" / "flink_main.py"),
+        ("lib/pyflink-dependencies.jar", JAR),
+        *((f"flink_job/{p.relative_to(package).as_posix()}", p) for p in code),
+    ]
+
+
+def pinned_requirements(names: Iterable[str]) -> list[str]:
+    """``name==version`` for the named distributions and their dependencies, as installed here."""
+    pins: dict[str, str] = {}
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        key = name.lower().replace("_", "-")
+        if key in pins:
+            continue
+        try:
+            pins[key] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            raise PackageError(f"{name} is not installed in {sys.prefix}: run `make setup`") from None
+        for requirement in metadata.requires(name) or []:
+            if "extra ==" not in requirement:
+                pending.append(re.match(r"[A-Za-z0-9._-]+", requirement).group(0))
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
+def vendor(requirements: list[str], target: Path) -> None:
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+        "--no-deps", "--target", str(target), "--only-binary=:all:", "--python-version", LAMBDA_PYTHON,
+        "--implementation", "cp", "--abi", "none", "--platform", "any", *requirements,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PackageError(f"pip could not fetch {' '.join(requirements)} for the Lambda zip "
+                           f"(check access to PyPI):\n{result.stderr.strip()}")
+
+
+def lambda_entries(vendored: Path) -> list[tuple[str, Path]]:
+    package = ROOT / "fetcher_lambda"
+    code = _package_files(package, LAMBDA_EXCLUDED_DIRS, (".py",))
+    # bin/ holds console scripts with this machine's interpreter path: not needed by the function.
+    libraries = (p for p in vendored.rglob("*") if p.is_file() and p.relative_to(vendored).parts[0] != "bin")
+    return [
+        *((f"fetcher_lambda/{p.relative_to(package).as_posix()}", p) for p in code),
+        *((p.relative_to(vendored).as_posix(), p) for p in libraries if "__pycache__" not in p.parts),
+    ]
+
+
+def build(output: Path) -> list[Path]:
+    written = [write_zip(output / FLINK_ZIP, flink_entries())]
+    with tempfile.TemporaryDirectory(prefix="lambda-vendor-") as vendored:
+        vendor(pinned_requirements(LAMBDA_REQUIREMENTS), Path(vendored))
+        written.append(write_zip(output / LAMBDA_ZIP, lambda_entries(Path(vendored))))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the Flink application and fetcher Lambda zips")
+    parser.add_argument("output", nargs="?", type=Path, default=ROOT / "dist",
+                        help="directory the zips are written to (default: dist/)")
+    args = parser.parse_args(argv)
+    try:
+        written = build(args.output)
+    except PackageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"{path}  {path.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Deployment: the CloudFormation template (linters plus what they cannot know) and the zips.
+
+cfn-lint runs from the project venv; checkov from ``.local/infra-venv`` (its pins would downgrade
+boto3 in the project venv). Neither test nor the packaging touches AWS.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from dataclasses import fields
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from flink_job.indicators import AnalyticsSettings
+from flink_job.config import parse_config
+from infra import package
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "cloudformation.yaml"
+JOB_CONFIG = ROOT / "flink_job" / "config.py"
+CHECKOV = ROOT / ".local" / "infra-venv" / "bin" / "checkov"
+DATA_PLANE = ("kinesis", "dynamodb", "es", "s3", "secretsmanager")
+SECRETISH = re.compile(r"key|password|secret|token", re.IGNORECASE)
+
+
+# --- template ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    yaml = pytest.importorskip("yaml", reason="PyYAML comes with cfn-lint: pip install cfn-lint")
+
+    class CfnLoader(yaml.SafeLoader):
+        pass
+
+    def intrinsic(loader, suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        if suffix == "Ref":
+            return {"Ref": value}
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+        return {f"Fn::{suffix}": value}
+
+    CfnLoader.add_multi_constructor("!", intrinsic)
+    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+
+
+def resources_of(template: dict, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def property_groups(template: dict) -> dict[str, dict]:
+    (app,) = resources_of(template, "AWS::KinesisAnalyticsV2::Application").values()
+    groups = app["Properties"]["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]
+    return {g["PropertyGroupId"]: g["PropertyMap"] for g in groups}
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_cfn_lint_reports_nothing():
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    if not cfn_lint.exists():
+        pytest.skip("cfn-lint not installed: .venv/bin/pip install cfn-lint==1.58.0")
+    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_checkov_fails_no_check_and_every_skip_says_why():
+    if not CHECKOV.exists():
+        pytest.skip("checkov not installed: python3.11 -m venv .local/infra-venv && "
+                    ".local/infra-venv/bin/pip install checkov==3.3.30")
+    # No calls home: the policy-ID mapping and external-module downloads need the internet.
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
+    result = subprocess.run(
+        [str(CHECKOV), "-f", str(TEMPLATE), "--framework", "cloudformation", "--skip-download",
+         "--output", "json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    report = json.loads(result.stdout)
+    checks = report["results"]
+    failed = [(c["check_id"], c["resource"], c["check_name"]) for c in checks["failed_checks"]]
+    assert not failed, failed
+    assert checks["passed_checks"], "checkov passed nothing: did it parse the template?"
+    unexplained = [c["check_id"] for c in checks["skipped_checks"]
+                   if c["check_result"].get("suppress_comment", "No comment provided") == "No comment provided"]
+    assert not unexplained, f"skips without a reason: {unexplained}"
+
+
+def required_job_properties() -> set[tuple[str, str]]:
+    """(group, key) pairs ``flink_job/config.py`` requires, read from its ``_required`` calls:
+    those with a literal group, and those inside ``_stream`` applied to each ``_stream`` group."""
+    tree = ast.parse(JOB_CONFIG.read_text())
+    required: set[tuple[str, str]] = set()
+    per_stream: set[str] = set()
+    streams: set[str] = set()
+    for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        for call in (n for n in ast.walk(function) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)):
+            args = [a.value if isinstance(a, ast.Constant) else None for a in call.args[1:]]
+            if call.func.id == "_required" and args[1]:
+                if args[0]:
+                    required.add((args[0], args[1]))
+                elif function.name == "_stream":
+                    per_stream.add(args[1])
+            elif call.func.id == "_stream" and args and args[0]:
+                streams.add(args[0])
+    return required | {(group, key) for group in streams for key in per_stream}
+
+
+def test_application_sets_every_property_the_job_requires(template):
+    required = required_job_properties()
+    # Guards the parser above: these are the keys the job cannot start without.
+    assert {("InputStream0", "stream.name"), ("InputStream0", "aws.region"), ("OutputStream0", "stream.name"),
+            ("OutputStream0", "aws.region"), ("OpenSearch0", "hosts")} <= required
+    groups = property_groups(template)
+    missing = sorted(f"{g}/{k}" for g, k in required if k not in groups.get(g, {}))
+    assert not missing, f"the application lacks properties the job requires: {missing}"
+
+
+def test_application_properties_are_ones_the_job_knows(template):
+    groups = property_groups(template)
+    known = {n.value for n in ast.walk(ast.parse(JOB_CONFIG.read_text()))
+             if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    for group in ("InputStream0", "OutputStream0", "OpenSearch0"):
+        unknown = sorted(k for k in groups[group] if k not in known and not k.startswith("aws."))
+        assert not unknown, f"{group} keys the job never reads (typo?): {unknown}"
+    assert groups["InputStream0"]["source.init.position"] == "LATEST"
+    # The job's own parser accepts the groups (intrinsic values stand in as text).
+    text = {g: {k: v if isinstance(v, str) else json.dumps(v) for k, v in m.items()} for g, m in groups.items()}
+    config = parse_config(text)
+    assert set(config.analytics) <= {f.name for f in fields(AnalyticsSettings)}
+    AnalyticsSettings.from_properties(config.analytics)
+
+
+def test_run_options_point_into_the_zip_layout(template):
+    options = property_groups(template)["kinesis.analytics.flink.run.options"]
+    assert options == {"python": "main.py", "jarfile": "lib/pyflink-dependencies.jar"}
+
+
+def test_opensearch_credentials_come_from_the_generated_secret(template):
+    opensearch = property_groups(template)["OpenSearch0"]
+    for key in ("username", "password"):
+        assert opensearch[key]["Fn::Sub"].startswith("{{resolve:secretsmanager:${OpenSearchMasterSecret}:")
+    secret = template["Resources"]["OpenSearchMasterSecret"]["Properties"]
+    assert "GenerateSecretString" in secret and "SecretString" not in secret
+
+
+def iam_statements(template: dict):
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents = [props["PolicyDocument"]]
+        else:
+            continue
+        for document in documents:
+            for statement in as_list(document["Statement"]):
+                yield name, statement
+
+
+def test_no_wildcards_on_data_plane_actions(template):
+    statements = list(iam_statements(template))
+    assert statements
+    for role, statement in statements:
+        actions = as_list(statement.get("Action", []))
+        data_plane = [a for a in actions if a == "*" or a.split(":")[0] in DATA_PLANE]
+        assert not [a for a in data_plane if "*" in a], f"{role}: wildcard data-plane action in {actions}"
+        if data_plane:
+            assert "*" not in as_list(statement["Resource"]), f"{role}: {data_plane} on Resource '*'"
+
+
+def test_outputs_never_carry_a_secret_value(template):
+    for name, output in template["Outputs"].items():
+        text = json.dumps(output["Value"])
+        assert "resolve:secretsmanager" not in text and "SecretString" not in text, name
+
+
+def test_secret_parameters_have_no_default_and_no_echo(template):
+    for name, parameter in template["Parameters"].items():
+        if SECRETISH.search(name) and not name.endswith("CodeKey"):
+            assert parameter.get("NoEcho") is True, f"{name} must be NoEcho"
+            assert parameter.get("Default", "") == "", f"{name} must not have a default value"
+
+
+# --- packaging -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    if not package.JAR.exists():
+        pytest.skip("the connector jar is missing: run `make jar`")
+    output = tmp_path_factory.mktemp("dist")
+    result = subprocess.run([sys.executable, "-m", "infra.package", str(output)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    zips = {p.name: p for p in output.glob("*.zip")}
+    assert set(zips) == {package.FLINK_ZIP, package.LAMBDA_ZIP}
+    for name, path in zips.items():
+        assert name in result.stdout
+    return zips
+
+
+def unzip(archive: Path, target: Path) -> list[str]:
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(target)
+        return z.namelist()
+
+
+def run_isolated(code: str, cwd: Path, pythonpath: Path | None = None) -> dict:
+    """Run ``code`` with the venv's Python in ``cwd``, the repo off the path; it prints JSON."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_missing_jar_says_to_build_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(package, "JAR", tmp_path / "pyflink-dependencies.jar")
+    with pytest.raises(package.PackageError, match="make jar"):
+        package.flink_entries()
+
+
+def test_flink_zip_layout_and_entry_point(built, tmp_path):
+    names = unzip(built[package.FLINK_ZIP], tmp_path)
+    assert "main.py" in names and "lib/pyflink-dependencies.jar" in names
+    assert {"flink_job/__init__.py", "flink_job/main.py", "flink_job/config.py"} <= set(names)
+    templates = {f"flink_job/index_templates/{p.name}" for p in (ROOT / "flink_job" / "index_templates").glob("*.json")}
+    assert templates and templates <= set(names)
+    assert not [n for n in names if "__pycache__" in n or "/target/" in n or n.endswith((".pyc", "pom.xml"))]
+    assert {n.split("/")[0] for n in names} == {"main.py", "lib", "flink_job"}
+    loaded = run_isolated(
+        "import json, main, flink_job.main as job; "
+        "print(json.dumps({'main': main.__file__, 'job': job.__file__, 'same': main.main is job.main}))",
+        tmp_path,
+    )
+    assert loaded["same"]
+    assert Path(loaded["main"]).parent == tmp_path and Path(loaded["job"]).is_relative_to(tmp_path)
+
+
+def test_lambda_zip_imports_with_vendored_requests(built, tmp_path):
+    names = unzip(built[package.LAMBDA_ZIP], tmp_path)
+    assert "fetcher_lambda/handler.py" in names
+    assert not [n for n in names if "sample_data" in n or "__pycache__" in n or n.startswith("bin/")]
+    assert f"requests-{metadata.version('requests')}.dist-info/METADATA" in names
+    # PYTHONPATH precedes site-packages: requests must come from the zip, boto3 from the venv
+    # (as in Lambda, whose runtime provides boto3).
+    loaded = run_isolated(
+        "import json, fetcher_lambda.handler as h, requests, urllib3, certifi, boto3; "
+        "print(json.dumps({'callable': callable(h.lambda_handler), "
+        "'vendored': [m.__file__ for m in (h, requests, urllib3, certifi)]}))",
+        tmp_path, pythonpath=tmp_path,
+    )
+    assert loaded["callable"]
+    assert all(Path(f).is_relative_to(tmp_path) for f in loaded["vendored"]), loaded["vendored"]
+
+
+def test_zips_are_deterministic(built, tmp_path):
+    again = {p.name: p for p in package.build(tmp_path)}
+    for name, path in built.items():
+        assert again[name].read_bytes() == path.read_bytes(), f"{name} differs between two builds"
