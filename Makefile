@@ -8,19 +8,25 @@ JAR := flink_job/target/pyflink-dependencies.jar
 OPENSEARCH_VERSION := 2.19.6
 OPENSEARCH_DIST := .local/opensearch-$(OPENSEARCH_VERSION)
 NODE_PACKAGES := stack/node_modules/.installed
+LIVE_NODE_PACKAGES := dashboards/live/node_modules/.installed
+CHROMIUM := /usr/bin/chromium
 # checkov's pins would downgrade boto3 in the project venv: it gets its own.
 INFRA_VENV := .local/infra-venv
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test stop jar services clean package deploy start destroy
+.PHONY: help setup run test stop jar services clean package deploy start destroy dashboards
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
 	@echo "make test   - the full test suite against real local services"
 	@echo "make stop   - stop anything a previous run left behind"
 	@echo "make setup  - install everything (done by run and test on first use)"
+	@echo "make bench  - throughput, latency and fetcher benchmarks"
+	@echo "make package / deploy / start / destroy - AWS (see README, Deploy to AWS)"
+	@echo "make dashboards URL=... - import the OpenSearch Dashboards objects"
 
-setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(OPENSEARCH_DIST)/bin/opensearch $(INFRA_VENV)/.installed
+setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(CHROMIUM) \
+       $(OPENSEARCH_DIST)/bin/opensearch $(INFRA_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or set PYTHON=..."; exit 1; }
@@ -42,6 +48,19 @@ $(NODE_PACKAGES): stack/package.json stack/package-lock.json
 	@echo "==> local Kinesis and DynamoDB (npm)"
 	cd stack && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+$(LIVE_NODE_PACKAGES): dashboards/live/package.json dashboards/live/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 18+"; exit 1; }
+	@echo "==> charting library of the live dashboard (npm)"
+	cd dashboards/live && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The browser the dashboard tests drive: Debian's package (Playwright downloads no browser).
+$(CHROMIUM):
+	@echo "==> Chromium for the dashboard tests (apt)"
+	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 
 $(OPENSEARCH_DIST)/bin/opensearch:
 	@echo "==> OpenSearch $(OPENSEARCH_VERSION) (Maven Central)"
@@ -71,6 +90,10 @@ start:
 destroy:
 	infra/deploy.sh destroy
 
+dashboards: $(VENV)/.installed
+	@test -n "$(URL)" || { echo "error: set URL=<OpenSearch Dashboards base URL>; on AWS https://DOMAIN-ENDPOINT/_dashboards"; exit 1; }
+	$(PY) -m dashboards.import_saved_objects "$(URL)" $(if $(OSD_USER),--user "$(OSD_USER)")
+
 services: setup
 	$(PY) -m stack.services start
 
@@ -86,4 +109,4 @@ stop:
 	-$(PY) -m stack.services stop
 
 clean: stop
-	rm -rf $(VENV) .local flink_job/target stack/node_modules dist
+	rm -rf $(VENV) .local flink_job/target stack/node_modules dashboards/live/node_modules dist

@@ -19,7 +19,12 @@ from datetime import datetime, timezone
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9.\-]{1,12}$")
 MAX_FUTURE_MS = 24 * 3600 * 1000
+MIN_TS_MS = 631_152_000_000  # 1990-01-01: nothing older is intraday data
 PRICE_FIELDS = ("open", "high", "low", "close")
+# Bounds keep every indicator finite (a return of MAX/MIN is 1e15, a squared price 1e18) and every
+# volume a Java long: a value outside them is an error in the feed, not a price.
+MIN_PRICE, MAX_PRICE = 1e-6, 1e9
+MAX_VOLUME = 10**15
 
 
 class InvalidBar(ValueError):
@@ -75,7 +80,10 @@ def _number(record: dict, field: str) -> float:
         raise InvalidBar("missing_field", field)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidBar("bad_type", f"{field} must be a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise InvalidBar("out_of_range", field) from None
     if not math.isfinite(value):
         raise InvalidBar("non_finite", field)
     return value
@@ -95,9 +103,13 @@ def validate_record(record: object, now_ms: int) -> Bar:
     ts_ms = parse_ts(record["ts"])
     if ts_ms > now_ms + MAX_FUTURE_MS:
         raise InvalidBar("future_ts", "ts is more than a day in the future")
+    if ts_ms < MIN_TS_MS:
+        raise InvalidBar("bad_ts", "ts is before 1990")
     o, h, l, c = (_number(record, f) for f in PRICE_FIELDS)
     if min(o, h, l, c) <= 0:
         raise InvalidBar("non_positive_price")
+    if min(o, h, l, c) < MIN_PRICE or max(o, h, l, c) > MAX_PRICE:
+        raise InvalidBar("out_of_range", f"prices must lie within [{MIN_PRICE:g}, {MAX_PRICE:g}]")
     if h < l:
         raise InvalidBar("high_below_low")
     if not (l <= o <= h and l <= c <= h):
@@ -111,6 +123,8 @@ def validate_record(record: object, now_ms: int) -> Bar:
         raise InvalidBar("bad_type", "volume must be an integer")
     if volume < 0:
         raise InvalidBar("negative_volume")
+    if volume > MAX_VOLUME:
+        raise InvalidBar("out_of_range", f"volume must be at most {MAX_VOLUME:g}")
     interval = record.get("interval", "1min")
     source = record.get("source", "alphavantage")
     if not isinstance(interval, str) or not isinstance(source, str):

@@ -47,13 +47,19 @@ def index_templates() -> dict[str, dict]:
 
 
 def ensure_index_templates(hosts: str, auth: tuple[str, str] | None = None) -> list[str]:
-    """PUT every composable index template (PUT replaces, so this is idempotent)."""
+    """PUT every composable index template (PUT replaces, so this is idempotent), and add fields that
+    are new in a template to an index that already exists (mappings only ever gain fields)."""
     base = hosts.split(";")[0].rstrip("/")
     names = []
     for name, body in index_templates().items():
         response = requests.put(f"{base}/_index_template/{name}", json=body, auth=auth, timeout=30)
         if response.status_code >= 300:
             raise RuntimeError(f"index template {name}: HTTP {response.status_code} {response.text[:300]}")
+        if requests.head(f"{base}/{name}", auth=auth, timeout=30).status_code == 200:
+            mapping = {"properties": body["template"]["mappings"]["properties"]}
+            response = requests.put(f"{base}/{name}/_mapping", json=mapping, auth=auth, timeout=30)
+            if response.status_code >= 300:
+                raise RuntimeError(f"mapping of index {name}: HTTP {response.status_code} {response.text[:300]}")
         names.append(name)
     return names
 

@@ -23,7 +23,8 @@ from stack import resources, services
 from stack.services import ROOT, StackError, run_dir
 
 PROPERTIES = ROOT / "stack" / "application_properties.json"
-PROCESSES = ("job", "producer")
+PROCESSES = ("job", "producer", "dashboard")
+DASHBOARD_PORT = os.environ.get("DASHBOARD_PORT", "8050")
 
 
 def _pid_file(name: str) -> Path:
@@ -102,9 +103,12 @@ def run() -> None:
         "job": spawn("job", [sys.executable, "-m", "flink_job.main", "--properties", str(PROPERTIES),
                              "--checkpoint-dir", str(run_dir() / "checkpoints")]),
         "producer": spawn("producer", producer_command(), producer_env(config)),
+        "dashboard": spawn("dashboard", [sys.executable, "-m", "dashboards.live.server",
+                                         "--port", DASHBOARD_PORT, "--opensearch", base]),
     }
     print(f"""
 The pipeline is running (logs in {run_dir()}).
+  Live dashboard:        http://127.0.0.1:{DASHBOARD_PORT}/
   Latest enriched bars:  curl -s '{base}/stock-indicators/_search?size=5&sort=ts:desc&pretty'
   Signals:               curl -s '{base}/stock-signals/_search?size=5&sort=ts:desc&pretty'
   Dead letters:          curl -s '{base}/stock-dlq/_search?pretty'

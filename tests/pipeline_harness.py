@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, Sequence
 
 import requests
 
@@ -55,13 +55,16 @@ class JobHarness:
         self.kinesis = resources.kinesis_client(self.config.source)
         self.opensearch = self.config.opensearch.hosts.rstrip("/")
 
-    def start(self, extra_args: Iterable[str] = ()) -> None:
+    def start(self, extra_args: Iterable[str] = (), *, command: Sequence[str] | None = None,
+              cwd: Path | None = None, env: Mapping[str, str] | None = None) -> None:
+        """Start the job; ``command`` replaces ``python -m flink_job.main`` (e.g. a packaged ``main.py``),
+        run in ``cwd`` (default: the repository) with ``env`` (default: this process's)."""
         resources.ensure_all(self.config)
         log = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flink_job.main", "--properties", str(self.properties),
+            [*(command or (sys.executable, "-m", "flink_job.main")), "--properties", str(self.properties),
              "--parallelism", str(self.parallelism), "--checkpoint-dir", str(self.checkpoints), *extra_args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=cwd or ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def stop(self) -> None:
@@ -74,17 +77,37 @@ class JobHarness:
                 self.proc.wait()
         self.proc = None
 
+    def kill(self) -> None:
+        """A crash: SIGKILL, no chance to clean up."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
     def assert_running(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, (
             f"the job exited ({self.proc and self.proc.returncode}); log: {self.log.read_text()[-3000:]}")
 
     # --- input -----------------------------------------------------------------------------------
     def put_raw(self, records: list[tuple[str, str]]) -> None:
-        """(partition key, text) pairs, in order, to the input stream; fails on any rejected entry."""
-        for start in range(0, len(records), 500):
-            batch = [{"PartitionKey": key or "-", "Data": data.encode()} for key, data in records[start:start + 500]]
-            response = self.kinesis.put_records(StreamName=self.config.source.stream_name, Records=batch)
-            assert response["FailedRecordCount"] == 0, response
+        """(partition key, text) pairs, in order, to the input stream; fails on any rejected entry.
+        Batches stay within PutRecords' limits: 500 records, 5 MiB."""
+        batch: list[dict] = []
+        size = 0
+        for key, data in records:
+            entry = {"PartitionKey": (key or "-")[:256], "Data": data.encode()}
+            entry_size = len(entry["Data"]) + len(entry["PartitionKey"].encode())
+            if batch and (len(batch) == 500 or size + entry_size > 4 * 1024 * 1024):
+                self._put_batch(batch)
+                batch, size = [], 0
+            batch.append(entry)
+            size += entry_size
+        if batch:
+            self._put_batch(batch)
+
+    def _put_batch(self, batch: list[dict]) -> None:
+        response = self.kinesis.put_records(StreamName=self.config.source.stream_name, Records=batch)
+        assert response["FailedRecordCount"] == 0, [r for r in response["Records"] if "ErrorCode" in r][:3]
 
     def put_bars(self, bars: list[dict]) -> None:
         self.put_raw([(b["symbol"], json.dumps(b)) for b in bars])

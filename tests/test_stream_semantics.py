@@ -39,6 +39,13 @@ def variant(**changes) -> str:
     (variant(open=12.0), "price_outside_range"),
     (variant(close=8.5), "price_outside_range"),
     (variant(volume=-1), "negative_volume"),
+    (variant(volume=10**16), "out_of_range"),
+    ('{"symbol": "IBM", "ts": "2024-03-08T14:31:00Z", "open": 1' + "0" * 400 + ', "high": 1, "low": 1, '
+     '"close": 1, "volume": 1}', "out_of_range"),
+    (variant(open=2e9, high=2e9), "out_of_range"),
+    (variant(open=1e-7, low=1e-7), "out_of_range"),
+    (variant(ts="1969-12-31T23:59:00Z"), "bad_ts"),
+    ("[" * 100_000, "not_json"),
     (variant(ts="2024-03-08 14:31"), "bad_ts"),
     (variant(ts="2024-02-30T14:31:00Z"), "bad_ts"),
     (variant(ts=1709908260), "bad_ts"),

@@ -1,0 +1,1 @@
+"""Dashboards: OpenSearch Dashboards saved objects for AWS and the live local dashboard."""

@@ -1,0 +1,1 @@
+"""The live local dashboard: a read-only HTTP backend over OpenSearch and a browser frontend."""

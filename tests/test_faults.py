@@ -1,0 +1,198 @@
+"""Breaking things on purpose, on the real local services: bad input, a sink outage, a job crash.
+
+Each test runs a job of its own (own streams, own REST port) and checks outputs against the pure
+model (``parse_bar`` + ``SymbolTracker``), so a lost, duplicated or wrongly restored bar shows up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from datetime import date
+
+import pytest
+import requests
+
+from flink_job.analyzer import AnalyticsSettings
+from flink_job.bars import InvalidBar, parse_bar
+from flink_job.symbol_state import SymbolTracker
+from stack.services import all_services
+from tests.bar_data import generate_bars
+from tests.flink_rest import FlinkRest, free_port
+from tests.pipeline_harness import JobHarness, unique_symbol, wait_for
+
+COMPARED = ("close", "volume", "sma_5", "sma_20", "sma_50", "ema_12", "ema_26", "macd", "macd_signal",
+            "rsi_14", "bb_upper", "bb_lower", "vwap", "volume_z_20", "trend")
+
+
+def start_job(tmp_path, **kwargs) -> tuple[JobHarness, FlinkRest]:
+    harness = JobHarness(tmp_path, **kwargs)
+    port = free_port()
+    harness.start(["--rest-port", str(port)])
+    rest = FlinkRest(port)
+    wait_for(lambda: rest.running_job() is not None, 120, "the job to run", harness)
+    return harness, rest
+
+
+def count(harness: JobHarness, index: str, query: dict) -> int:
+    requests.post(f"{harness.opensearch}/{index}/_refresh", timeout=10)
+    response = requests.post(f"{harness.opensearch}/{index}/_count", json={"query": query}, timeout=10)
+    return response.json().get("count", 0) if response.status_code == 200 else 0
+
+
+def series(symbols: list[str], bars_each: int, seed: int = 0) -> dict[str, list[dict]]:
+    days = (date(2024, 3, 11), date(2024, 3, 12))
+    return {s: [b.to_record() for b in generate_bars(seed + i, days=days, symbol=s)[:bars_each]]
+            for i, s in enumerate(symbols)}
+
+
+def interleave(bars: dict[str, list[dict]]) -> list[dict]:
+    return [b for group in zip(*bars.values()) for b in group]
+
+
+def model_records(bars: list[dict]) -> dict[str, dict]:
+    tracker = SymbolTracker(AnalyticsSettings())
+    out = {}
+    for bar in bars:
+        record = tracker.offer(parse_bar(json.dumps(bar), now_ms=1_900_000_000_000))[1].to_record()
+        out[bar["ts"]] = {k: record[k] for k in COMPARED}
+    return out
+
+
+def assert_documents_match_model(harness: JobHarness, bars: dict[str, list[dict]]) -> None:
+    for symbol, series_ in bars.items():
+        docs = harness.docs_for("stock-indicators", [symbol])
+        assert len(docs) == len(series_), f"{symbol}: {len(docs)} documents for {len(series_)} bars"
+        expected = model_records(series_)
+        for doc in docs:
+            for key, want in expected[doc["ts"]].items():
+                got = doc[key]
+                assert got == want or (isinstance(want, float) and math.isclose(got, want, rel_tol=1e-12)), \
+                    (symbol, doc["ts"], key, got, want)
+
+
+# --- fuzz -----------------------------------------------------------------------------------------
+def bad_records(rng: random.Random, template: dict, n: int) -> list[str]:
+    """``n`` records, each invalid in one of many ways (checked against ``parse_bar``)."""
+    fields = ["symbol", "ts", "open", "high", "low", "close", "volume"]
+
+    def mutate(**changes) -> str:
+        return json.dumps({**template, **changes})
+
+    makers = [
+        lambda: json.dumps(template)[:rng.randint(1, 60)],                                  # truncated
+        lambda: mutate(**{rng.choice(fields[2:]): rng.choice(["12.5", [1], {"v": 1}, True, None])}),
+        lambda: mutate(**{rng.choice(fields[2:]): rng.choice([math.nan, math.inf, -math.inf])}),
+        lambda: mutate(open=rng.choice([0, -1.5]), low=rng.choice([0, -2.0])),
+        lambda: mutate(high=rng.choice([1e300, 1e12]), close=1e11),
+        lambda: json.dumps(template).replace('"volume": ', '"volume": 1' + "0" * rng.randint(20, 400) + ", \"x\": "),
+        lambda: mutate(ts=f"{rng.randint(2030, 9999)}-01-01T00:00:00Z"),
+        lambda: mutate(ts=rng.choice(["yesterday", "2024-13-01T00:00:00Z", "2024-03-08 14:31:00", 1709908260])),
+        lambda: mutate(symbol=rng.choice(["ÅÄÖ", "💹", "a" * 13, "X" * 5000, "", " IBM"])),
+        lambda: mutate(high=template["low"] / 2),
+        lambda: mutate(open=template["high"] * 2),
+        lambda: mutate(volume=rng.choice([-1, 2.5, "100"])),
+        lambda: "".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(1, 200))),
+        lambda: mutate(close="overflow").replace('"overflow"', "1e999999"),              # parses as inf
+    ]
+    records = [rng.choice(makers)() for _ in range(n - 3)]
+    records += [json.dumps({"symbol": template["symbol"], "pad": "x" * 1_000_000}),    # ~1 MB each
+                "{" + " " * 999_990 + "}", "[" * 999_990]
+    for raw in records:
+        with pytest.raises((InvalidBar,)):
+            parse_bar(raw, now_ms=int(time.time() * 1000))
+    return records
+
+
+def test_fuzzed_bad_input_is_dead_lettered_and_good_bars_indexed_once(tmp_path):
+    harness, rest = start_job(tmp_path, parallelism=2)
+    try:
+        rng = random.Random(20240308)
+        symbols = [unique_symbol(f"FZ{i}") for i in range(20)]
+        good = series(symbols, 500)
+        template = next(iter(good.values()))[0]
+        bad = bad_records(rng, template, 10_000)
+        mixed = [(b["symbol"], json.dumps(b)) for b in interleave(good)]
+        for raw in bad:
+            mixed.insert(rng.randrange(len(mixed) + 1), (rng.choice(symbols), raw))
+        harness.put_raw(mixed)
+
+        in_stream = harness.config.source.stream_name
+        dlq_query = {"prefix": {"record_id": f"{in_stream}/"}}
+        good_query = {"terms": {"symbol": symbols}}
+        wait_for(lambda: count(harness, "stock-indicators", good_query) >= 10_000
+                 and count(harness, "stock-dlq", dlq_query) >= 10_000, 300, "all records", harness)
+        time.sleep(2)  # anything extra (a duplicate) would arrive within the flush interval
+        assert count(harness, "stock-indicators", good_query) == 10_000
+        assert count(harness, "stock-dlq", dlq_query) == 10_000
+        assert count(harness, "stock-dlq", {"bool": {"filter": [dlq_query], "must_not": [{"exists": {"field": "reason"}}]}}) == 0
+        assert rest.failures(rest.running_job()) == [], "the job restarted"
+        assert_documents_match_model(harness, {s: good[s] for s in symbols[:3]})
+    finally:
+        harness.stop()
+
+
+# --- sink outage ----------------------------------------------------------------------------------
+def test_an_opensearch_outage_loses_and_duplicates_nothing(tmp_path):
+    harness, rest = start_job(tmp_path, parallelism=1)
+    opensearch = all_services()["opensearch"]
+    symbols = [unique_symbol("OUT"), unique_symbol("OUT")]
+    bars = series(symbols, 400, seed=5)
+    flow = interleave(bars)
+    stop = threading.Event()
+
+    def produce() -> None:  # ~40 s of steady traffic, bounded by the series' length
+        for start in range(0, len(flow), 20):
+            if stop.is_set():
+                return
+            harness.put_bars(flow[start:start + 20])
+            time.sleep(1)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    try:
+        producer.start()
+        time.sleep(8)
+        opensearch.stop()
+        time.sleep(30)
+        opensearch.start()
+        producer.join(timeout=120)
+        wait_for(lambda: count(harness, "stock-indicators", {"terms": {"symbol": symbols}}) >= len(flow), 240,
+                 "every bar after the outage", harness)
+        assert_documents_match_model(harness, bars)
+    finally:
+        stop.set()
+        if not opensearch.healthy(opensearch.port):
+            opensearch.start()
+        harness.stop()
+
+
+# --- crash and restore ----------------------------------------------------------------------------
+def test_a_job_restored_from_its_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    harness, rest = start_job(tmp_path, parallelism=2)
+    symbols = [unique_symbol("CR"), unique_symbol("CR"), unique_symbol("CR")]
+    bars = series(symbols, 300, seed=9)
+    first = {s: b[:150] for s, b in bars.items()}
+    second = {s: b[150:] for s, b in bars.items()}
+    try:
+        harness.put_bars(interleave(first))
+        wait_for(lambda: count(harness, "stock-indicators", {"terms": {"symbol": symbols}}) >= 450, 120,
+                 "the first half", harness)
+        job = rest.running_job()
+        done, _ = rest.completed_checkpoints(job)
+        wait_for(lambda: rest.completed_checkpoints(job)[0] >= done + 1, 60, "a checkpoint after the first half")
+        _, checkpoint = rest.completed_checkpoints(job)
+        harness.kill()
+
+        harness.put_bars(interleave(second))
+        port = free_port()
+        harness.start(["--rest-port", str(port), "--restore-from", checkpoint.removeprefix("file:")])
+        wait_for(lambda: count(harness, "stock-indicators", {"terms": {"symbol": symbols}}) >= 900, 180,
+                 "the second half after the restore", harness)
+        restored = FlinkRest(port)
+        assert restored.restored_from(restored.running_job()) == checkpoint
+        assert_documents_match_model(harness, bars)
+    finally:
+        harness.stop()
