@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 INFRA_VENV := .local/infra-venv
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test stop jar services clean package deploy start destroy dashboards
+.PHONY: help setup run test stop jar services clean package deploy start destroy dashboards index-templates dashboards-tunnel
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
@@ -23,6 +23,7 @@ help:
 	@echo "make setup  - install everything (done by run and test on first use)"
 	@echo "make bench  - throughput, latency and fetcher benchmarks"
 	@echo "make package / deploy / start / destroy - AWS (see README, Deploy to AWS)"
+	@echo "make index-templates / dashboards-tunnel - AWS (see infra/README.md)"
 	@echo "make dashboards URL=... - import the OpenSearch Dashboards objects"
 
 setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(CHROMIUM) \
@@ -89,6 +90,12 @@ start:
 
 destroy:
 	infra/deploy.sh destroy
+
+index-templates:
+	infra/deploy.sh index-templates
+
+dashboards-tunnel:
+	infra/deploy.sh dashboards-tunnel
 
 dashboards: $(VENV)/.installed
 	@test -n "$(URL)" || { echo "error: set URL=<OpenSearch Dashboards base URL>; on AWS https://DOMAIN-ENDPOINT/_dashboards"; exit 1; }

