@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 INFRA_VENV := .local/infra-venv
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test stop jar services clean package deploy start destroy dashboards index-templates dashboards-tunnel
+.PHONY: help setup run test bench stop jar services clean package deploy start destroy dashboards index-templates dashboards-tunnel
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
@@ -110,6 +110,12 @@ run: setup
 test: setup
 	$(PY) -m stack.services start
 	$(PY) -m pytest tests $(PYTEST_ARGS); status=$$?; $(PY) -m stack.services stop; exit $$status
+
+# A benchmark, not a test: prints a table, writes bench/results/; BENCH_ARGS picks parts and sizes.
+BENCH_ARGS ?= all
+bench: setup
+	$(PY) -m stack.services start
+	$(PY) -m bench $(BENCH_ARGS)
 
 stop:
 	-$(PY) -m stack.run --stop
