@@ -8,8 +8,10 @@ Results go to ``bench/results/<name>.json`` (and ``latest.json``), with the READ
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from bench import fetcher, latency, machine, pipelines, profile_path, report, scale, throughput
 
@@ -24,6 +26,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="throughput includes the profile; all runs everything (default)")
     p.add_argument("--name", help="results file name (default: UTC time and WHAT)")
     p.add_argument("--update-readme", action="store_true", help="write the results into bench/README.md")
+    p.add_argument("--from-results", type=Path, metavar="JSON",
+                   help="measure nothing: show (and with --update-readme, publish) a saved results file")
     t = p.add_argument_group("throughput")
     t.add_argument("--bars", type=int, default=throughput.Options.bars)
     t.add_argument("--symbols", type=int, default=throughput.Options.symbols)
@@ -102,15 +106,20 @@ def run(args: argparse.Namespace, name: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    name = args.name or f"{datetime.now(timezone.utc):%Y%m%dT%H%MZ}-{args.what}"
-    results = run(args, name)
+    if args.from_results:
+        results = json.loads(args.from_results.read_text())
+        name = args.from_results.stem
+        report.write(results, name, latest=False)
+    else:
+        name = args.name or f"{datetime.now(timezone.utc):%Y%m%dT%H%MZ}-{args.what}"
+        results = run(args, name)
     print(report.text_table(report.table_rows(results)))
     print(f"\nmachine: {report.machine_line(results['machine'])}\nresults: {report.RESULTS_DIR / name}.json")
-    for part, error in results["errors"].items():
+    for part, error in results.get("errors", {}).items():
         print(f"{part}: FAILED: {error}")
     if args.update_readme:
         report.update_readme(results)
-    return 1 if results["errors"] else 0
+    return 1 if results.get("errors") else 0
 
 
 if __name__ == "__main__":

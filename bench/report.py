@@ -160,13 +160,14 @@ def markdown(results: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write(results: dict, name: str) -> Path:
+def write(results: dict, name: str, latest: bool = True) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     results = {**results, "table": [dict(zip(HEADER, r)) for r in table_rows(results)]}
     text = json.dumps(results, indent=1, default=str)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(text)
-    (RESULTS_DIR / "latest.json").write_text(text)
+    if latest:  # a re-rendered older run is not the latest measurement
+        (RESULTS_DIR / "latest.json").write_text(text)
     (RESULTS_DIR / f"{name}.md").write_text(markdown(results))
     return path
 

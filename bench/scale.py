@@ -33,7 +33,7 @@ def plan(symbols: int, per_core_bars_per_s: float, bar_bytes: float, enriched_by
         "bars_per_s": steady,
         "input_bytes_per_s": steady * bar_bytes,
         "input_shards": _shards(steady, steady * bar_bytes),
-        # The fetcher puts a minute's bars in one burst; if they land within one second:
+        # If a minute's bars of all symbols land within one second:
         "input_shards_burst": _shards(symbols, symbols * bar_bytes),
         "output_shards": _shards(steady, steady * enriched_bytes),
         "output_shards_burst": _shards(symbols, symbols * enriched_bytes),
@@ -81,10 +81,14 @@ def arithmetic(result: dict) -> list[str]:
         f"× {a['bar_bytes']:.0f} B = {big['input_bytes_per_s'] / 1e3:,.1f} kB/s: "
         f"max(⌈{big['bars_per_s']:,.0f}/1,000⌉, ⌈{big['input_bytes_per_s'] / 1e6:.3f}/1⌉) = 1 shard; "
         f"{big['bars_per_s']:,.0f} / {usable:,.0f} = {big['bars_per_s'] / usable:.2f} → 1 KPU.",
-        f"- Burst: the fetcher writes a minute's bars at once. If all {big['symbols']:,} land within one second, "
+        f"- Burst: the shipped fetcher sends symbol after symbol over its run, but a faster producer (parallel "
+        f"fetches, bulk quotes) may deliver a whole minute at once. If all {big['symbols']:,} land within one second, "
         f"⌈{big['symbols']:,}/1,000⌉ = {big['input_shards_burst']} shards take them unthrottled (or 1 shard and "
         f"PutRecords retries spread them over ~{math.ceil(big['symbols'] / SHARD_RECORDS_PER_S)} s), and "
         f"⌈{big['symbols']:,}/{usable:,.0f}⌉ = {big['kpu_burst_1s']} KPUs work them off within a second.",
         "- Managed Flink adds one KPU per application; parallelism = KPUs (one subtask per KPU).",
+        "- KPUs add Python throughput only while each Python subtask has an interpreter of its own: in thread "
+        "mode the Python subtasks of one TaskManager share one interpreter and its GIL (the opt-in "
+        "`backtest_p2` variant measures parallelism 2 in one JVM).",
     ]
     return lines

@@ -45,7 +45,8 @@ def _single_writer(ddl: str) -> str:
 def concat_parts(directory: Path, target: Path) -> int:
     """Finished part files of a filesystem sink, in writing order, into one file. Returns lines."""
     parts = []
-    for path in directory.iterdir():
+    # The sink creates its folder only when it gets a record: no folder, no lines.
+    for path in directory.iterdir() if directory.is_dir() else ():
         match = _PART.match(path.name)
         if match:
             parts.append((int(match.group(1)), int(match.group(2)), path))
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.input.is_file():
         parser.error(f"--input {args.input} is not a file")
+    for out in (args.output, args.signals, args.dlq):
+        if out and not out.resolve().parent.is_dir():
+            parser.error(f"{out.resolve().parent} does not exist: create it first")
     dlq = args.dlq or args.output.with_suffix(".dlq.jsonl")
     started = time.monotonic()
     counts = run_backtest(args.input, args.output, args.signals, dlq, args.parallelism, AnalyticsSettings())

@@ -6,7 +6,8 @@ Managed Flink writes ``/etc/flink/application_properties.json``, a list of
 
 Groups:
 - ``InputStream0``: ``stream.name``, ``aws.region``, optional ``aws.endpoint``,
-  ``source.init.position`` (``LATEST`` | ``TRIM_HORIZON``, default ``LATEST``).
+  ``source.init.position`` (``LATEST`` | ``TRIM_HORIZON``, default ``LATEST``), optional ``scan.*``
+  connector options (e.g. ``scan.shard.getrecords.intervalmillis``).
 - ``OutputStream0``: ``stream.name``, ``aws.region``, optional ``aws.endpoint``.
 - ``OpenSearch0``: ``hosts``, optional ``username`` and ``password``, optional bulk-flush tuning.
 - ``Analytics`` (optional): indicator periods and signal thresholds.
@@ -32,9 +33,10 @@ class StreamConfig:
     region: str
     endpoint: str | None = None
     init_position: str = "LATEST"
-    # Every ``aws.*`` key of the group (region, endpoint, credentials provider...), handed to the
-    # connector as is, so local mode and Managed Flink differ only in the properties file.
-    aws_options: Mapping[str, str] = field(default_factory=dict)
+    # Every ``aws.*`` and ``scan.*`` key of the group (region, endpoint, credentials provider, poll
+    # interval...), handed to the connector as is, so local mode and Managed Flink differ only in
+    # the properties file.
+    connector_options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def _stream(groups: Mapping[str, Mapping[str, str]], group: str) -> StreamConfig
         region=_required(groups, group, "aws.region"),
         endpoint=props.get("aws.endpoint") or None,
         init_position=position,
-        aws_options={k: v for k, v in props.items() if k.startswith("aws.")},
+        connector_options={k: v for k, v in props.items() if k.startswith(("aws.", "scan."))},
     )
 
 

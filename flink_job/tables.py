@@ -20,7 +20,7 @@ def _columns(fields: list[tuple[str, str]]) -> str:
 
 
 def _kinesis_options(stream: StreamConfig) -> dict[str, str]:
-    return {"connector": "kinesis", "stream": stream.stream_name, **stream.aws_options}
+    return {"connector": "kinesis", "stream": stream.stream_name}
 
 
 def kinesis_source(table: str, stream: StreamConfig) -> str:
@@ -28,8 +28,10 @@ def kinesis_source(table: str, stream: StreamConfig) -> str:
     options = {
         **_kinesis_options(stream),
         "scan.stream.initpos": stream.init_position,
-        # Poll each shard every 100 ms: the default 200 ms is a fifth of the latency budget.
-        "scan.shard.getrecords.intervalmillis": "100",
+        # 200 ms: a Kinesis shard serves at most 5 GetRecords calls a second. The local stack, which
+        # has no such limit, polls every 100 ms (stack/application_properties.json).
+        "scan.shard.getrecords.intervalmillis": "200",
+        **stream.connector_options,
         "format": "raw",
     }
     return f"""CREATE TABLE IF NOT EXISTS {table} (
@@ -45,6 +47,7 @@ def kinesis_sink(table: str, stream: StreamConfig, fields: list[tuple[str, str]]
     """JSON records partitioned by symbol, so per-symbol order survives into the output stream."""
     options = {
         **_kinesis_options(stream),
+        **{k: v for k, v in stream.connector_options.items() if k.startswith("aws.")},
         "format": "json",
         "json.encode.decimal-as-plain-number": "true",
         # HTTP/2 needs TLS; the local Kinesis speaks plain HTTP/1.1 and so does every proxy.

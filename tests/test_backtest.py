@@ -99,3 +99,12 @@ def test_backtest_equals_the_pure_model(tmp_path, expected, parallelism):
     assert {k: v for k, v in got_signals.items()} == {k: v for k, v in signals.items() if v}
     assert sorted(r["reason"] for r in read_jsonl(dlq)) == reasons
     assert "late" in reasons and len(reasons) > 4
+
+
+def test_clean_input_gives_an_empty_dead_letter_file(tmp_path):
+    source = tmp_path / "bars.jsonl"
+    source.write_text("\n".join(json.dumps(b.to_record()) for b in generate_bars(2, days=(date(2024, 3, 8),))[:30]) + "\n")
+    out = tmp_path / "enriched.jsonl"
+    assert backtest(["--input", str(source), "--output", str(out)]) == 0
+    assert len(read_jsonl(out)) == 30
+    assert out.with_suffix(".dlq.jsonl").read_text() == ""

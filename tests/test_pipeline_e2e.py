@@ -122,7 +122,9 @@ def test_mixed_input_leaves_exactly_the_expected_documents(job):
 
 
 def dead_letters(job, symbol: str) -> list[dict]:
-    return [d for d in job.search("stock-dlq", {"match_all": {}}) if symbol in d["raw"] or symbol.lower() in d["raw"]]
+    """This job's dead letters (their ids start with its own input stream) that name the symbol."""
+    ours = job.search("stock-dlq", {"prefix": {"record_id": f"{job.config.source.stream_name}/"}})
+    return [d for d in ours if symbol in d["raw"] or symbol.lower() in d["raw"]]
 
 
 def rollup_reference(bars: list[dict], minutes: int) -> dict[str, dict]:
