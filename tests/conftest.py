@@ -112,3 +112,22 @@ def fetcher_settings(av_settings, kinesis_stream, cursor_table):
     """``av_settings`` plus this test's stream and cursor table on the local services."""
     return replace(av_settings, stream_name=kinesis_stream, cursor_table=cursor_table,
                    kinesis_endpoint_url=KINESIS_URL, dynamodb_endpoint_url=DYNAMODB_URL)
+
+
+@pytest.fixture(scope="session")
+def packaged_dist(tmp_path_factory):
+    """``python -m infra.package`` once per session: the folder holding the built zips."""
+    import subprocess
+    import sys
+
+    from infra import package
+
+    if not package.JAR.exists():
+        pytest.skip("the connector jar is missing: run `make jar`")
+    output = tmp_path_factory.mktemp("dist")
+    result = subprocess.run([sys.executable, "-m", "infra.package", str(output)], cwd=package.ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP):
+        assert name in result.stdout, f"the packager did not report {name}"
+    return output
