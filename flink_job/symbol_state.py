@@ -30,7 +30,7 @@ class Outcome(Enum):
 class SymbolTracker:
     """The latest bar of one symbol plus the analysis before and after it."""
 
-    __slots__ = ("settings", "latest", "before", "analyzer", "revision")
+    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "_after")
 
     def __init__(self, settings: AnalyticsSettings):
         self.settings = settings
@@ -38,6 +38,9 @@ class SymbolTracker:
         self.before: list[float] | None = None  # analyzer snapshot before the latest bar
         self.analyzer = Analyzer(settings)
         self.revision = 0  # how often the latest bar was revised: orders its versions downstream
+        # The snapshot to_state took after the latest bar; the next bar's "before" is the same
+        # values, so the hot path takes one snapshot per bar, not two. None once the analyzer moves.
+        self._after: list[float] | None = None
 
     def offer(self, bar: Bar) -> tuple[Outcome, Enriched | None]:
         key = (bar.ts_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
@@ -45,7 +48,7 @@ class SymbolTracker:
         if latest is None or bar.ts_ms > latest[0]:
             outcome = Outcome.APPLIED
             self.revision = 0
-            self.before = self.analyzer.snapshot()
+            self.before = self._after if self._after is not None else self.analyzer.snapshot()
         elif bar.ts_ms < latest[0]:
             return Outcome.LATE, None
         elif key == latest:
@@ -55,12 +58,13 @@ class SymbolTracker:
             self.revision += 1
             self.analyzer = Analyzer.restore(self.settings, self.before)
         self.latest = key
+        self._after = None
         return outcome, self.analyzer.update(bar)
 
     def to_state(self) -> list[float]:
         assert self.latest is not None and self.before is not None
-        return [*self.latest, float(self.revision), float(len(self.before)), *self.before,
-                *self.analyzer.snapshot()]
+        self._after = self.analyzer.snapshot()
+        return [*self.latest, float(self.revision), float(len(self.before)), *self.before, *self._after]
 
     @classmethod
     def from_state(cls, settings: AnalyticsSettings, state: list[float]) -> "SymbolTracker":
@@ -69,5 +73,6 @@ class SymbolTracker:
         tracker.revision = int(state[_LATEST_LEN])
         split = _LATEST_LEN + 2 + int(state[_LATEST_LEN + 1])
         tracker.before = list(state[_LATEST_LEN + 2:split])
-        tracker.analyzer = Analyzer.restore(settings, list(state[split:]))
+        tracker._after = list(state[split:])
+        tracker.analyzer = Analyzer.restore(settings, tracker._after)
         return tracker
