@@ -16,11 +16,14 @@ Groups:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 MANAGED_PROPERTIES_PATH = Path("/etc/flink/application_properties.json")
+# Test-only: where a local standalone cluster's job reads the file Managed Flink would write.
+PROPERTIES_PATH_ENV = "FLINK_APPLICATION_PROPERTIES"
 
 
 class ConfigError(ValueError):
@@ -109,6 +112,11 @@ def parse_config(groups: Mapping[str, Mapping[str, str]]) -> JobConfig:
         ),
         analytics=dict(groups.get("Analytics", {})),
     )
+
+
+def managed_properties_path() -> Path:
+    """Managed Flink's properties file, or the one ``FLINK_APPLICATION_PROPERTIES`` names (tests only)."""
+    return Path(os.environ.get(PROPERTIES_PATH_ENV) or MANAGED_PROPERTIES_PATH)
 
 
 def load_config(path: Path = MANAGED_PROPERTIES_PATH) -> JobConfig:

@@ -26,7 +26,7 @@ from pyflink.table import StatementSet, StreamTableEnvironment
 
 from flink_job import tables
 from flink_job.analyzer import AnalyticsSettings
-from flink_job.config import MANAGED_PROPERTIES_PATH, JobConfig, load_config
+from flink_job.config import JobConfig, load_config, managed_properties_path
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
 from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, SIGNAL_FIELDS, names
 from flink_job.rollups import ROLLUP_FIELDS, ROLLUP_WINDOWS, rollup_query
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--restore-from", help="local mode: a retained checkpoint or savepoint to resume from")
     args = parser.parse_args(argv)
     local = args.properties is not None
-    config = load_config(args.properties if local else MANAGED_PROPERTIES_PATH)
+    config = load_config(args.properties if local else managed_properties_path())
     if local:
         prepare_local_process()
     run(config, local, args.parallelism, args.checkpoint_dir, args.rest_port, args.restore_from)

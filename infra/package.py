@@ -1,10 +1,13 @@
 """Build the deployment artifacts: ``python -m infra.package [OUTPUT_DIR]`` (default ``dist/``).
 
-- ``flink-app.zip``: ``main.py`` (from ``infra/flink_main.py``), the ``flink_job`` package (its
-  ``.py`` files and ``index_templates/``) and ``lib/pyflink-dependencies.jar``, the layout the
-  application's run options in ``infra/cloudformation.yaml`` point to.
-- ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests`` and its dependencies, at
-  the versions installed in this venv (the Lambda runtime ships boto3 but not requests).
+- ``flink-app.zip``: ``main.py`` (from ``infra/flink_main.py``), ``lib/pyflink-dependencies.jar`` and
+  ``python/``, the folder the run options ship to the workers (``pyFiles``): the ``flink_job`` package
+  (its ``.py`` files and ``index_templates/``) and ``tzdata``, so time zones never depend on the
+  runtime image. This is the layout the application's run options in ``infra/cloudformation.yaml``
+  point to.
+- ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests``, ``tzdata`` and their
+  dependencies, at the versions installed in this venv (the Lambda runtime ships boto3 but not
+  requests, and its time zone files are the image's).
 - ``index-templates-loader.zip``: ``index_templates_loader.py`` and the job's ``index_templates/``,
   the function that puts the templates from inside the VPC (standard library and boto3 only).
 
@@ -31,7 +34,10 @@ LAMBDA_ZIP = "fetcher-lambda.zip"
 LOADER_ZIP = "index-templates-loader.zip"
 TEMPLATES = ROOT / "flink_job" / "index_templates"
 # Third-party distributions the fetcher imports that the Lambda runtime lacks (boto3 it has).
-LAMBDA_REQUIREMENTS = ("requests",)
+LAMBDA_REQUIREMENTS = ("requests", "tzdata")
+# The folder of flink-app.zip that the run options' pyFiles ship to the TaskManagers: a pyFiles entry
+# is put on the workers' path as is, so it must be a folder that contains the package.
+FLINK_PYTHON_DIR = "python"
 # The Lambda runtime of infra/cloudformation.yaml: wheels are chosen for it, pure Python only,
 # so the zip does not depend on the machine that builds it.
 LAMBDA_PYTHON = "3.12"
@@ -76,8 +82,22 @@ def flink_entries() -> list[tuple[str, Path]]:
     return [
         ("main.py", ROOT / "infra" / "flink_main.py"),
         ("lib/pyflink-dependencies.jar", JAR),
-        *((f"flink_job/{p.relative_to(package).as_posix()}", p) for p in code),
+        *((f"{FLINK_PYTHON_DIR}/flink_job/{p.relative_to(package).as_posix()}", p) for p in code),
+        *((f"{FLINK_PYTHON_DIR}/{name}", path) for name, path in installed_files("tzdata")),
     ]
+
+
+def installed_files(distribution: str) -> list[tuple[str, Path]]:
+    """(path relative to site-packages, file) of an installed distribution's importable files."""
+    try:
+        files = metadata.files(distribution) or []
+    except metadata.PackageNotFoundError:
+        raise PackageError(f"{distribution} is not installed in {sys.prefix}: run `make setup`") from None
+    keep = [f for f in files if ".dist-info" not in f.parts[0] and "__pycache__" not in f.parts
+            and f.parts[0] != ".." and f.suffix != ".pyc"]
+    if not keep:
+        raise PackageError(f"{distribution} has no files to package")
+    return [(f.as_posix(), Path(f.locate()).resolve()) for f in keep]
 
 
 def pinned_requirements(names: Iterable[str]) -> list[str]:
