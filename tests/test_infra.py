@@ -60,7 +60,8 @@ def as_list(value) -> list:
 
 # Checkov leaves out resources whose condition is false with the parameters' defaults: the
 # optional parts are linted in a copy of the template whose defaults turn them on.
-OPTIONAL_PARTS_ON = {"DashboardsTunnel": '"true"', "AlertEmail": "alerts@example.com", "OpenSearchInstanceCount": "2"}
+OPTIONAL_PARTS_ON = {"DashboardsTunnel": '"true"', "AlertEmail": "alerts@example.com", "OpenSearchInstanceCount": "2",
+                     "FetcherReservedConcurrency": "1"}
 
 
 @pytest.fixture(scope="module", params=["defaults", "optional parts on"])
