@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Deploy, start and tear down the stack of infra/cloudformation.yaml.
 #
-#   infra/deploy.sh deploy        upload dist/*.zip, then create or update the stack (which also
-#                                 puts the OpenSearch index templates, from inside its VPC)
-#   infra/deploy.sh start         start the Flink application (from its latest snapshot if any)
+#   infra/deploy.sh deploy        upload dist/*.zip and the template, then create or update the
+#                                 stack (which also puts the OpenSearch index templates, from inside its VPC)
+#   infra/deploy.sh start         start the Flink application (from its latest snapshot if any);
+#                                 does nothing when it is already running or starting
 #   infra/deploy.sh index-templates   put the index templates again (idempotent)
 #   infra/deploy.sh set-api-key   store the Alpha Vantage key read from stdin
 #   infra/deploy.sh dashboards-tunnel   forward https://localhost:$TUNNEL_PORT to the domain
@@ -14,7 +15,7 @@
 #   STACK_NAME (default stock-analytics), AWS_REGION (required), ARTIFACT_BUCKET (deploy),
 #   TUNNEL_PORT (default 8443), NAME_PREFIX, SYMBOLS, INTERVAL, STREAM_MODE, SHARD_COUNT,
 #   OPENSEARCH_INSTANCE_TYPE, OPENSEARCH_INSTANCE_COUNT, PARALLELISM, ALERT_EMAIL, VPC_CIDR,
-#   DASHBOARDS_TUNNEL (optional stack parameters).
+#   DASHBOARDS_TUNNEL, FETCHER_RESERVED_CONCURRENCY (optional stack parameters).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -83,13 +84,17 @@ deploy() {
     for pair in NamePrefix:NAME_PREFIX Symbols:SYMBOLS Interval:INTERVAL StreamMode:STREAM_MODE \
         ShardCount:SHARD_COUNT OpenSearchInstanceType:OPENSEARCH_INSTANCE_TYPE \
         OpenSearchInstanceCount:OPENSEARCH_INSTANCE_COUNT Parallelism:PARALLELISM AlertEmail:ALERT_EMAIL \
-        VpcCidr:VPC_CIDR DashboardsTunnel:DASHBOARDS_TUNNEL; do
+        VpcCidr:VPC_CIDR DashboardsTunnel:DASHBOARDS_TUNNEL \
+        FetcherReservedConcurrency:FETCHER_RESERVED_CONCURRENCY; do
         local var="${pair#*:}"
         if [[ -n "${!var:-}" ]]; then
             params+=("${pair%%:*}=${!var}")
         fi
     done
+    # The template goes through the bucket too: passed inline it would meet CloudFormation's
+    # 51,200-byte limit on template bodies as it grows.
     aws cloudformation deploy --stack-name "$STACK_NAME" --template-file "$TEMPLATE" \
+        --s3-bucket "$ARTIFACT_BUCKET" --s3-prefix "$STACK_NAME" \
         --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
         --parameter-overrides "${params[@]}"
     aws cloudformation describe-stacks --stack-name "$STACK_NAME" --query "Stacks[0].Outputs" --output table
@@ -109,8 +114,17 @@ index_templates() {
 }
 
 start() {
-    local app snapshots restore
+    local app status snapshots restore
     app="$(required_output ApplicationName "run \`make deploy\` first")"
+    status="$(aws kinesisanalyticsv2 describe-application --application-name "$app" \
+        --query ApplicationDetail.ApplicationStatus --output text)"
+    case "$status" in
+        READY) ;;
+        RUNNING | STARTING | UPDATING | AUTOSCALING)
+            echo "$app is already $status: nothing to start"
+            return ;;
+        *) die "$app is $status and can be started only when READY: wait, then run \`make start\` again" ;;
+    esac
     snapshots="$(aws kinesisanalyticsv2 list-application-snapshots --application-name "$app" \
         --query 'length(SnapshotSummaries)' --output text)"
     # Keep the per-symbol indicator state across restarts when a snapshot exists.

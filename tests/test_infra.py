@@ -19,23 +19,28 @@ from pathlib import Path
 
 import pytest
 
+from flink_job import tables
 from flink_job.indicators import AnalyticsSettings
-from flink_job.config import parse_config
+from flink_job.config import JobConfig, parse_config
 from infra import index_templates_loader as loader
 from infra import package
+from tests import fake_aws
 from tests.cfn_template import RUN_OPTIONS_GROUP, TEMPLATE, load_template, property_groups, resources_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_SCRIPT = ROOT / "infra" / "deploy.sh"
 JOB_CONFIG = ROOT / "flink_job" / "config.py"
+CURSOR_STORE = ROOT / "fetcher_lambda" / "cursor.py"
 CHECKOV = ROOT / ".local" / "infra-venv" / "bin" / "checkov"
 SHELLCHECK = ROOT / ".local" / "infra-venv" / "bin" / "shellcheck"
-# What Managed Flink needs on its execution role to run an application in a VPC.
-FLINK_VPC_ACTIONS = {
-    "ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeDhcpOptions",
-    "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces",
-    "ec2:DeleteNetworkInterface",
-}
+# AWS's documented execution-role policy for a Managed Flink application in a VPC
+# (https://docs.aws.amazon.com/managed-flink/latest/java/vpc-permissions.html): its two statements'
+# actions, each on Resource "*".
+FLINK_VPC_POLICY = [
+    {"ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeDhcpOptions"},
+    {"ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces",
+     "ec2:DeleteNetworkInterface"},
+]
 DATA_PLANE = ("kinesis", "dynamodb", "es", "s3", "secretsmanager")
 SECRETISH = re.compile(r"key|password|secret|token", re.IGNORECASE)
 
@@ -55,7 +60,8 @@ def as_list(value) -> list:
 
 # Checkov leaves out resources whose condition is false with the parameters' defaults: the
 # optional parts are linted in a copy of the template whose defaults turn them on.
-OPTIONAL_PARTS_ON = {"DashboardsTunnel": '"true"', "AlertEmail": "alerts@example.com", "OpenSearchInstanceCount": "2"}
+OPTIONAL_PARTS_ON = {"DashboardsTunnel": '"true"', "AlertEmail": "alerts@example.com", "OpenSearchInstanceCount": "2",
+                     "FetcherReservedConcurrency": "1"}
 
 
 @pytest.fixture(scope="module", params=["defaults", "optional parts on"])
@@ -110,13 +116,84 @@ def test_deploy_script_passes_shellcheck():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_deploy_uploads_every_zip_under_its_code_key(template):
-    script = DEPLOY_SCRIPT.read_text()
-    uploaded = set(re.findall(r"\$\(upload ([\w.-]+\.zip)\)", script))
-    assert uploaded == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP}
+# --- deploy.sh, against a recording stand-in for the AWS CLI (tests/fake_aws.py) ----------------
+
+APPLICATION = "test-analytics"
+
+
+def run_deploy_script(tmp_path: Path, command: str, answers: dict,
+                      **env: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+    """Run ``infra/deploy.sh command`` with the fake CLI answering ``answers``; returns the result
+    and the CLI calls it made."""
+    calls = tmp_path / "aws-calls.jsonl"
+    path = fake_aws.install(tmp_path / "bin", calls, answers)
+    environment = {**os.environ, **path, "AWS_REGION": "eu-west-1", "STACK_NAME": "test-stack", **env}
+    result = subprocess.run([str(DEPLOY_SCRIPT), command], capture_output=True, text=True, env=environment,
+                            timeout=60)
+    return result, fake_aws.recorded(calls)
+
+
+def only_call(calls: list[list[str]], service: str, command: str) -> list[str]:
+    (call,) = [c for c in calls if c[:2] == [service, command]]
+    return call
+
+
+def test_deploy_uploads_the_zips_and_the_template_to_the_bucket(tmp_path, template):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP):
+        (dist / name).write_bytes(name.encode())
+    result, calls = run_deploy_script(tmp_path, "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+                                      FETCHER_RESERVED_CONCURRENCY="1")
+    assert result.returncode == 0, result.stderr
+    uploads = {Path(c[-2]).name: c[-1] for c in calls if c[:2] == ["s3", "cp"]}
+    assert set(uploads) == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP}
+    deploy = only_call(calls, "cloudformation", "deploy")
+    # Inline, the template would count against CloudFormation's 51,200-byte body limit.
+    assert fake_aws.option(deploy, "--template-file") == "infra/cloudformation.yaml"
+    assert fake_aws.option(deploy, "--s3-bucket") == "artifacts" and "--template-body" not in deploy
+    overrides = dict(a.split("=", 1) for a in deploy[deploy.index("--parameter-overrides") + 1:])
     code_keys = {name for name in template["Parameters"] if name.endswith("CodeKey")}
-    passed = set(re.findall(r'"(\w+CodeKey)=\$\{\w+\}"', script))
-    assert passed == code_keys, "every code key parameter must be passed by `deploy.sh deploy`"
+    assert {name for name in overrides if name.endswith("CodeKey")} == code_keys
+    assert {f"s3://artifacts/{overrides[k]}" for k in code_keys} == set(uploads.values())
+    assert overrides["FetcherReservedConcurrency"] == "1"
+
+
+def stack_with_application(status: str, snapshots: int) -> dict:
+    return {
+        "cloudformation describe-stacks": {"Stacks": [{"Outputs": [
+            {"OutputKey": "ApplicationName", "OutputValue": APPLICATION}]}]},
+        "kinesisanalyticsv2 describe-application": {"ApplicationDetail": {
+            "ApplicationName": APPLICATION, "ApplicationStatus": status}},
+        "kinesisanalyticsv2 list-application-snapshots": {"SnapshotSummaries": [
+            {"SnapshotName": f"snapshot-{i}", "SnapshotStatus": "READY"} for i in range(snapshots)]},
+    }
+
+
+@pytest.mark.parametrize("status", ["RUNNING", "STARTING", "UPDATING", "AUTOSCALING"])
+def test_start_leaves_a_running_application_alone(tmp_path, status):
+    result, calls = run_deploy_script(tmp_path, "start", stack_with_application(status, snapshots=1))
+    assert result.returncode == 0, result.stderr
+    assert f"{APPLICATION} is already {status}" in result.stdout
+    assert not [c for c in calls if c[:2] == ["kinesisanalyticsv2", "start-application"]]
+
+
+@pytest.mark.parametrize(("snapshots", "restore"), [(0, "SKIP_RESTORE_FROM_SNAPSHOT"),
+                                                    (2, "RESTORE_FROM_LATEST_SNAPSHOT")])
+def test_start_starts_a_ready_application_from_its_latest_snapshot(tmp_path, snapshots, restore):
+    result, calls = run_deploy_script(tmp_path, "start", stack_with_application("READY", snapshots))
+    assert result.returncode == 0, result.stderr
+    start = only_call(calls, "kinesisanalyticsv2", "start-application")
+    assert fake_aws.option(start, "--application-name") == APPLICATION
+    run = json.loads(fake_aws.option(start, "--run-configuration"))
+    assert run == {"ApplicationRestoreConfiguration": {"ApplicationRestoreType": restore}}
+
+
+def test_start_refuses_a_stopping_application_and_says_what_to_do(tmp_path):
+    result, calls = run_deploy_script(tmp_path, "start", stack_with_application("STOPPING", snapshots=0))
+    assert result.returncode == 1
+    assert f"{APPLICATION} is STOPPING" in result.stderr and "make start" in result.stderr
+    assert not [c for c in calls if c[:2] == ["kinesisanalyticsv2", "start-application"]]
 
 
 def required_job_properties() -> set[tuple[str, str]]:
@@ -157,9 +234,8 @@ def test_application_properties_are_ones_the_job_knows(template):
         unknown = sorted(k for k in groups[group] if k not in known and not k.startswith("aws."))
         assert not unknown, f"{group} keys the job never reads (typo?): {unknown}"
     assert groups["InputStream0"]["source.init.position"] == "LATEST"
-    # The job's own parser accepts the groups (intrinsic values stand in as text).
-    text = {g: {k: v if isinstance(v, str) else json.dumps(v) for k, v in m.items()} for g, m in groups.items()}
-    config = parse_config(text)
+    # The job's own parser accepts the groups.
+    config = job_config(template)
     assert set(config.analytics) <= {f.name for f in fields(AnalyticsSettings)}
     AnalyticsSettings.from_properties(config.analytics)
 
@@ -167,6 +243,14 @@ def test_application_properties_are_ones_the_job_knows(template):
 def test_run_options_point_into_the_zip_layout(template):
     options = property_groups(template)[RUN_OPTIONS_GROUP]
     assert options == {"python": "main.py", "jarfile": "lib/pyflink-dependencies.jar"}
+
+
+def job_config(template: dict) -> JobConfig:
+    """The configuration the job parses from the application's property groups (intrinsic values
+    stand in as their JSON text)."""
+    groups = property_groups(template)
+    return parse_config({g: {k: v if isinstance(v, str) else json.dumps(v) for k, v in m.items()}
+                         for g, m in groups.items()})
 
 
 def test_opensearch_credentials_come_from_the_generated_secret(template):
@@ -189,6 +273,58 @@ def iam_statements(template: dict):
         for document in documents:
             for statement in as_list(document["Statement"]):
                 yield name, statement
+
+
+def role_statements(template: dict, role: str) -> list[dict]:
+    """The statements of ``role``: its inline policies and the policies attached to it."""
+    attached = {name for name, r in template["Resources"].items()
+                if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+                and ref(role) in r["Properties"].get("Roles", [])}
+    return [st for name, st in iam_statements(template) if name == role or name in attached]
+
+
+def granted(template: dict, role: str) -> set[str]:
+    return {a for st in role_statements(template, role) for a in as_list(st["Action"])}
+
+
+def test_fetcher_reserves_no_concurrency_unless_asked(template):
+    """New accounts have 10 concurrent executions, and reserving any of them then fails the stack;
+    the cursor lease, not the concurrency, keeps overlapping runs from sending a bar twice."""
+    parameter = template["Parameters"]["FetcherReservedConcurrency"]
+    assert parameter["Default"] == 0 and parameter["MinValue"] == 0
+    condition = template["Conditions"]["HasFetcherReservedConcurrency"]
+    assert condition == {"Fn::Not": [{"Fn::Equals": [ref("FetcherReservedConcurrency"), str(parameter["Default"])]}]}
+    function = template["Resources"]["FetcherFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == {"Fn::If": [
+        "HasFetcherReservedConcurrency", ref("FetcherReservedConcurrency"), ref("AWS::NoValue")]}
+
+
+def cursor_store_calls() -> set[str]:
+    """The DynamoDB client methods ``CursorStore`` calls (``self.client.<method>(...)``)."""
+    (store,) = [n for n in ast.parse(CURSOR_STORE.read_text()).body
+                if isinstance(n, ast.ClassDef) and n.name == "CursorStore"]
+    return {n.func.attr for n in ast.walk(store) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and isinstance(n.func.value, ast.Attribute) and n.func.value.attr == "client"}
+
+
+def test_fetcher_may_call_exactly_what_the_cursor_store_calls(template):
+    calls = cursor_store_calls()
+    assert calls == {"get_item", "update_item"}, "the parser above found other calls: check the grant"
+    wanted = {"dynamodb:" + "".join(word.title() for word in call.split("_")) for call in calls}
+    assert {a for a in granted(template, "FetcherRole") if a.startswith("dynamodb:")} == wanted
+
+
+def test_flink_role_grants_nothing_the_connectors_do_not_use(template):
+    """The Kinesis source polls (no enhanced fan-out) and the OpenSearch sink uses basic auth."""
+    config = job_config(template)
+    source = tables.kinesis_source("bars_in", config.source)
+    assert "'connector' = 'kinesis'" in source and "recordpublisher" not in source, \
+        "with enhanced fan-out the role needs kinesis:SubscribeToShard and the consumer actions"
+    sink = tables.opensearch_sink("docs", "index", [("id", "STRING")], ["id"], config.opensearch)
+    assert "'username' = " in sink and "'password' = " in sink
+    flink = granted(template, "FlinkRole")
+    assert "kinesis:GetRecords" in flink and "kinesis:SubscribeToShard" not in flink
+    assert not [a for a in flink if a.startswith("es:")], "unsigned basic-auth requests use no IAM grant"
 
 
 def test_no_wildcards_on_data_plane_actions(template):
@@ -265,8 +401,11 @@ def test_flink_application_runs_in_the_private_subnets(template):
     assert {json.dumps(r["DestinationSecurityGroupId"]) for r in egress} == \
         {json.dumps(ref("EndpointSecurityGroup")), json.dumps(ref("OpenSearchSecurityGroup"))}
     assert all((r["FromPort"], r["ToPort"]) == (443, 443) and "CidrIp" not in r for r in egress)
-    granted = {a for role, st in iam_statements(template) if role == "FlinkRole" for a in as_list(st["Action"])}
-    assert FLINK_VPC_ACTIONS <= granted, f"missing: {sorted(FLINK_VPC_ACTIONS - granted)}"
+    ec2 = [st for st in role_statements(template, "FlinkRole") if any(a.startswith("ec2:") for a in as_list(st["Action"]))]
+    assert [set(as_list(st["Action"])) for st in ec2] == FLINK_VPC_POLICY
+    assert all(st["Effect"] == "Allow" and st["Resource"] == "*" and "Condition" not in st for st in ec2)
+    # The application needs them to create its network interfaces, and to delete them when it goes.
+    assert "FlinkVpcAccess" in template["Resources"]["FlinkApplication"]["DependsOn"]
 
 
 def test_opensearch_is_vpc_bound_and_reached_only_from_the_stack(template):
