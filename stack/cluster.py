@@ -282,6 +282,9 @@ class FlinkCluster:
         metrics = self._get(f"/jobs/{job_id}/metrics?get=numRestarts")
         return int(float(metrics[0]["value"])) if metrics else 0
 
+    def checkpoints_completed(self, job_id: str) -> int:
+        return self._get(f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
+
     def failures(self, job_id: str) -> list[str]:
         entries = self._get(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
         return [entry.get("exceptionName", "") + ": " + entry.get("stacktrace", "")[:300] for entry in entries]

@@ -1,0 +1,202 @@
+"""The packaged application on a standalone Flink cluster, run the way Managed Flink runs it.
+
+One cluster serves the module: a JobManager and two TaskManagers, each its own JVM, whose Python has
+apache-flink only. Every job is ``flink run`` from the unpacked ``flink-app.zip``, outside the
+checkout, with exactly the run options of ``infra/cloudformation.yaml``, reading its properties from
+the managed path (redirected by ``FLINK_APPLICATION_PROPERTIES``). Jobs follow one another on the same
+TaskManagers, as an update or a restore does on Managed Flink, so every test after the first also
+proves that a new job starts on TaskManagers that ran an earlier one.
+
+Each test states the restarts it expects, read from the REST API: zero unless the test causes a
+failure. Outputs are compared with the pure model (``SymbolTracker``), on Kinesis and in OpenSearch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from flink_job.analyzer import AnalyticsSettings
+from stack.cluster import FlinkCluster, runtime_site_packages
+from tests.cluster_harness import (
+    ClusterApp, assert_records_equal, interleave, model_records, rollup_reference, series,
+)
+from tests.flink_rest import free_port
+from tests.pipeline_harness import unique_symbol, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> FlinkCluster:
+    try:
+        runtime_site_packages()
+    except Exception as err:  # noqa: BLE001 - a clear skip reason instead of an error per test
+        pytest.fail(f"{err}")
+    cluster = FlinkCluster(rest_port=free_port(), rpc_port=free_port(), home=tmp_path_factory.mktemp("cluster"),
+                           checkpoint_interval="2s")
+    cluster.start(taskmanagers=2)
+    yield cluster
+    cluster.stop()
+
+
+def count_indexed(app: ClusterApp, symbols: list[str]) -> int:
+    return len(app.harness.docs_for("stock-indicators", symbols))
+
+
+def expected_for(bars: dict[str, list[dict]], settings: AnalyticsSettings | None = None) -> dict[str, dict]:
+    return {s: model_records(b, settings) for s, b in bars.items()}
+
+
+def assert_outputs_equal_model(app: ClusterApp, bars: dict[str, list[dict]], expected: dict[str, dict]) -> None:
+    """OpenSearch holds each bar once, equal to the model; the stream holds each at least once, equal."""
+    symbols = list(bars)
+    total = sum(len(b) for b in bars.values())
+    wait_for(lambda: count_indexed(app, symbols) >= total, 180, f"{total} bars in stock-indicators")
+    docs = app.harness.docs_for("stock-indicators", symbols)
+    assert sorted(d["_id"] for d in docs) == sorted(f"{s}|{b['ts']}" for s, bs in bars.items() for b in bs)
+    assert_records_equal(docs, expected, "stock-indicators")
+    wait_for(lambda: len({(r["symbol"], r["ts"]) for r in app.harness.output_for(symbols)}) >= total, 60,
+             "every bar on stock_sma_stream")
+    assert_records_equal(app.harness.output_for(symbols), expected, "stock_sma_stream")
+
+
+def taskmanager_pythonpath(cluster: FlinkCluster) -> list[list[str]]:
+    paths = []
+    for pid in cluster.pids("taskexecutor"):
+        environ = dict(e.split("=", 1) for e in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in e)
+        paths.append(environ.get("PYTHONPATH", "").split(os.pathsep))
+    return paths
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_packaged_app_runs_on_the_cluster_into_every_output(cluster, packaged_dist, tmp_path, mode):
+    app = ClusterApp.create(cluster, packaged_dist, tmp_path, execution_mode=mode)
+    assert not str(app.app_dir).startswith(str(ROOT)), "the application must run outside the checkout"
+    # The workers' Python: apache-flink only; the job's package reaches them through pyFiles.
+    for path in taskmanager_pythonpath(cluster):
+        assert path == [str(runtime_site_packages())], path
+
+    symbols = [unique_symbol("CLA"), unique_symbol("CLB")]
+    bars = series(symbols, 90, seed=3)
+    late, bad = bars[symbols[0]][10], '{"symbol": "' + symbols[0] + '", "ts": '
+    try:
+        app.submit(parallelism=1)
+        records = [(b["symbol"], json.dumps(b)) for b in interleave(bars)]
+        records.insert(len(records) // 2, (symbols[0], json.dumps(late)))
+        records.insert(len(records) // 2, (symbols[0], bad))
+        app.harness.put_raw(records)
+
+        expected = expected_for(bars)
+        assert_outputs_equal_model(app, bars, expected)
+
+        want_signals = sorted((s, ts, sig["type"], sig["direction"]) for s, by_ts in expected.items()
+                              for ts, rec in by_ts.items() for sig in rec["signals"])
+        assert want_signals, "the series should raise some signals"
+        wait_for(lambda: len(app.harness.docs_for("stock-signals", symbols)) >= len(want_signals), 60, "signals")
+        assert sorted((d["symbol"], d["ts"], d["type"], d["direction"])
+                      for d in app.harness.docs_for("stock-signals", symbols)) == want_signals
+
+        ours = {"prefix": {"record_id": f"{app.harness.config.source.stream_name}/"}}
+        wait_for(lambda: len(app.harness.search("stock-dlq", ours)) >= 2, 60, "dead letters")
+        assert Counter(d["reason"] for d in app.harness.search("stock-dlq", ours)) == {"late": 1, "not_json": 1}
+
+        for name, minutes in (("5m", 5), ("15m", 15)):
+            latest = max(b[-1]["ts"] for b in bars.values())  # one watermark for the subtask's symbols
+            closed = {s: rollup_reference(b, minutes, watermark_ts=latest) for s, b in bars.items()}
+            want = sum(len(c) for c in closed.values())
+            wait_for(lambda: len(app.harness.docs_for(f"stock-bars-{name}", symbols)) >= want, 60, f"{name} rollups")
+            for doc in app.harness.docs_for(f"stock-bars-{name}", symbols):
+                window = closed[doc["symbol"]].get(doc["window_start"])
+                assert window is not None, f"{name}: a window that has not closed was emitted: {doc}"
+                assert {k: doc[k] for k in window} == pytest.approx(window, rel=1e-12), (name, doc)
+        app.assert_restarts(0)
+    finally:
+        app.cancel()
+
+
+def test_stop_with_savepoint_rescales_1_2_1_and_no_symbol_restarts_its_warm_up(cluster, packaged_dist, tmp_path):
+    app = ClusterApp.create(cluster, packaged_dist, tmp_path)
+    symbols = [unique_symbol("RS") for _ in range(4)]
+    bars = series(symbols, 150, seed=11)
+    thirds = [{s: b[i * 50:(i + 1) * 50] for s, b in bars.items()} for i in range(3)]
+    expected = expected_for(bars)
+    try:
+        for part, parallelism in zip(thirds, (1, 2, 1)):
+            savepoint = app.stop_with_savepoint() if app.jobs else None
+            app.submit(parallelism=parallelism, savepoint=savepoint)
+            if savepoint:
+                assert app.cluster.job(app.job)["vertices"][0]["parallelism"] == parallelism
+            done = count_indexed(app, symbols)
+            app.harness.put_bars(interleave(part))
+            wait_for(lambda: count_indexed(app, symbols) >= done + 50 * len(symbols), 180,
+                     f"bars at parallelism {parallelism}")
+            app.assert_restarts(0)
+        # Equal to an uninterrupted run: a warm-up restarted by a restore would leave indicators None.
+        assert_outputs_equal_model(app, bars, expected)
+    finally:
+        app.cancel()
+
+
+def test_a_killed_taskmanager_recovers_from_the_last_checkpoint(cluster, packaged_dist, tmp_path):
+    app = ClusterApp.create(cluster, packaged_dist, tmp_path)
+    symbols = [unique_symbol("TMK") for _ in range(4)]
+    bars = series(symbols, 120, seed=23)
+    halves = [{s: b[:60] for s, b in bars.items()}, {s: b[60:] for s, b in bars.items()}]
+    try:
+        app.submit(parallelism=2)
+        app.harness.put_bars(interleave(halves[0]))
+        wait_for(lambda: count_indexed(app, symbols) >= 60 * len(symbols), 180, "the first half")
+        checkpoints = app.cluster.checkpoints_completed(app.job)
+        wait_for(lambda: app.cluster.checkpoints_completed(app.job) > checkpoints, 60, "a checkpoint after it")
+        app.harness.put_bars(interleave(halves[1]))
+        victim = app.cluster.pids("taskexecutor")[0]
+        app.cluster.kill_taskmanager(victim)
+        # Managed Flink replaces a lost TaskManager; so does this test.
+        app.cluster.add_taskmanager()
+        app.cluster.wait_for_taskmanagers(2)
+        wait_for(lambda: app.running() and app.cluster.restarts(app.job) >= 1, 180, "the job to recover")
+        assert_outputs_equal_model(app, bars, expected_for(bars))
+        # One failure (the lost TaskManager) restarts the job once; a slot request that times out while
+        # the replacement registers would show here as a further restart.
+        app.assert_restarts(1)
+    finally:
+        app.cancel()
+
+
+def test_a_restart_with_changed_thresholds_continues(cluster, packaged_dist, tmp_path):
+    before = {"rsi_upper": "70", "rsi_lower": "30", "volume_spike_z": "3.0", "price_anomaly_z": "4.0"}
+    after = {"rsi_upper": "60", "rsi_lower": "40", "volume_spike_z": "2.0", "price_anomaly_z": "3.0"}
+    app = ClusterApp.create(cluster, packaged_dist, tmp_path, analytics=before)
+    symbols = [unique_symbol("THR"), unique_symbol("THR")]
+    bars = series(symbols, 160, seed=31)
+    first = {s: b[:80] for s, b in bars.items()}
+    second = {s: b[80:] for s, b in bars.items()}
+    old, new = AnalyticsSettings.from_properties(before), AnalyticsSettings.from_properties(after)
+    try:
+        app.submit()
+        app.harness.put_bars(interleave(first))
+        wait_for(lambda: count_indexed(app, symbols) >= 160, 180, "the first part")
+        savepoint = app.stop_with_savepoint()
+        app.write_properties(analytics=after)
+        app.submit(savepoint=savepoint)
+        app.harness.put_bars(interleave(second))
+        # The model: the state built under the old thresholds goes on under the new ones.
+        expected = {}
+        for s in symbols:
+            from flink_job.symbol_state import SymbolTracker
+
+            tracker = SymbolTracker(old)
+            expected[s] = model_records(first[s], tracker=tracker)
+            tracker.settings = new
+            tracker.analyzer = type(tracker.analyzer).restore(new, tracker.analyzer.snapshot())
+            expected[s].update(model_records(second[s], tracker=tracker))
+        assert_outputs_equal_model(app, bars, expected)
+        assert expected != expected_for(bars, old), "the new thresholds should change some signals"
+        app.assert_restarts(0)
+    finally:
+        app.cancel()
