@@ -128,6 +128,6 @@ def packaged_dist(tmp_path_factory):
     result = subprocess.run([sys.executable, "-m", "infra.package", str(output)], cwd=package.ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP):
+    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP):
         assert name in result.stdout, f"the packager did not report {name}"
     return output

@@ -55,7 +55,8 @@ def as_list(value) -> list:
 
 # Checkov leaves out resources whose condition is false with the parameters' defaults: the
 # optional parts are linted in a copy of the template whose defaults turn them on.
-OPTIONAL_PARTS_ON = {"DashboardsTunnel": '"true"', "AlertEmail": "alerts@example.com", "OpenSearchInstanceCount": "2"}
+OPTIONAL_PARTS_ON = {"DashboardsTunnel": '"true"', "AlertEmail": "alerts@example.com", "OpenSearchInstanceCount": "2",
+                     "SignalAlertEmail": "signals@example.com"}
 
 
 @pytest.fixture(scope="module", params=["defaults", "optional parts on"])
@@ -113,7 +114,7 @@ def test_deploy_script_passes_shellcheck():
 def test_deploy_uploads_every_zip_under_its_code_key(template):
     script = DEPLOY_SCRIPT.read_text()
     uploaded = set(re.findall(r"\$\(upload ([\w.-]+\.zip)\)", script))
-    assert uploaded == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP}
+    assert uploaded == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP}
     code_keys = {name for name in template["Parameters"] if name.endswith("CodeKey")}
     passed = set(re.findall(r'"(\w+CodeKey)=\$\{\w+\}"', script))
     assert passed == code_keys, "every code key parameter must be passed by `deploy.sh deploy`"
@@ -213,6 +214,69 @@ def test_secret_parameters_have_no_default_and_no_echo(template):
         if SECRETISH.search(name) and not name.endswith("CodeKey"):
             assert parameter.get("NoEcho") is True, f"{name} must be NoEcho"
             assert parameter.get("Default", "") == "", f"{name} must not have a default value"
+
+
+# --- signal alerts -------------------------------------------------------------------------------
+
+
+def test_alerts_read_the_output_stream_filtered_to_signals_with_batch_item_failures(template):
+    from alerts import handler
+
+    resources = template["Resources"]
+    function = resources["AlertsFunction"]["Properties"]
+    module, name = function["Handler"].rsplit(".", 1)
+    assert module == handler.__name__ and callable(getattr(handler, name))
+    assert function["Code"]["S3Key"] == ref("AlertsCodeKey")
+    env = function["Environment"]["Variables"]
+    assert env["ALERT_TOPIC_ARN"] == ref("SignalAlertTopic") and env["ALERTS_TABLE"] == ref("AlertsTable")
+    assert env["ALERT_RULES"] == ref("SignalAlertRules") and template["Parameters"]["SignalAlertRules"]["Default"] == ""
+    assert int(env["ALERT_LEASE_SECONDS"]) > function["Timeout"], "a live invocation's claim must not expire"
+    (mapping,) = resources_of(template, "AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["OutputStream", "Arn"]}
+    assert props["FunctionName"] == ref("AlertsFunction")
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AlertsFailedRecords", "Arn"]}
+    (pattern,) = [json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"]]
+    assert pattern == {"data": {"signals": {"type": [{"exists": True}]}}}
+
+
+def test_the_alerts_table_expires_items_and_the_topic_takes_an_optional_email(template):
+    resources = template["Resources"]
+    table = resources["AlertsTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    subscription = resources["SignalAlertEmailSubscription"]
+    assert subscription["Condition"] == "HasSignalAlertEmail"
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == ref("SignalAlertEmail")
+    assert template["Parameters"]["SignalAlertEmail"]["Default"] == ""
+
+
+def test_the_alerts_role_grants_only_what_the_function_and_its_mapping_use(template):
+    granted = {(a, json.dumps(st["Resource"])) for role, st in iam_statements(template) if role == "AlertsRole"
+               for a in as_list(st["Action"])}
+    stream = json.dumps({"Fn::GetAtt": ["OutputStream", "Arn"]})
+    assert granted == {
+        *((f"kinesis:{a}", stream) for a in ("GetRecords", "GetShardIterator", "DescribeStream",
+                                              "DescribeStreamSummary", "ListShards")),
+        *((f"dynamodb:{a}", json.dumps({"Fn::GetAtt": ["AlertsTable", "Arn"]})) for a in ("PutItem", "UpdateItem",
+                                                                                           "DeleteItem")),
+        ("sns:Publish", json.dumps(ref("SignalAlertTopic"))),
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["AlertsFailedRecords", "Arn"]})),
+        ("logs:CreateLogStream", json.dumps({"Fn::Sub": "${AlertsLogGroup.Arn}:*"})),
+        ("logs:PutLogEvents", json.dumps({"Fn::Sub": "${AlertsLogGroup.Arn}:*"})),
+    }
+
+
+def test_alarms_watch_the_alerts_errors_and_iterator_age(template):
+    alarms = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"]
+              for a in resources_of(template, "AWS::CloudWatch::Alarm").values() if "Namespace" in a["Properties"]}
+    for metric in ("Errors", "IteratorAge"):
+        alarm = alarms[("AWS/Lambda", metric)] if alarms[("AWS/Lambda", metric)]["Dimensions"][0]["Value"] == \
+            ref("AlertsFunction") else None
+        assert alarm, f"no {metric} alarm on the alerts function"
+        assert alarm["AlarmActions"]["Fn::If"][0] == "HasAlertEmail"
 
 
 # --- network -------------------------------------------------------------------------------------
@@ -327,7 +391,7 @@ def test_index_templates_are_put_by_the_loader_in_the_vpc(template):
 @pytest.fixture(scope="module")
 def built(packaged_dist) -> dict[str, Path]:
     zips = {p.name: p for p in packaged_dist.glob("*.zip")}
-    assert set(zips) == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP}
+    assert set(zips) == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP}
     return zips
 
 
@@ -386,6 +450,21 @@ def test_lambda_zip_imports_with_vendored_requests(built, tmp_path):
     )
     assert loaded["callable"]
     assert all(Path(f).is_relative_to(tmp_path) for f in loaded["vendored"]), loaded["vendored"]
+
+
+def test_alerts_zip_imports_alone_with_its_rules_and_zone_data(built, tmp_path):
+    names = unzip(built[package.ALERTS_ZIP], tmp_path)
+    assert {"alerts/handler.py", "alerts/rules.json"} <= set(names)
+    assert not [n for n in names if n.startswith(("flink_job/", "fetcher_lambda/")) or "__pycache__" in n]
+    assert "tzdata/zoneinfo/America/New_York" in names
+    loaded = run_isolated(
+        "import json, alerts.handler as h, alerts.rules as r, tzdata; "
+        "print(json.dumps({'callable': callable(h.lambda_handler), 'rules': [x.name for x in r.load_rules(None).rules], "
+        "'files': [m.__file__ for m in (h, tzdata)]}))",
+        tmp_path, pythonpath=tmp_path,
+    )
+    assert loaded["callable"] and loaded["rules"]
+    assert all(Path(f).is_relative_to(tmp_path) for f in loaded["files"]), loaded["files"]
 
 
 def test_loader_zip_holds_the_module_and_the_job_templates(built, tmp_path):
