@@ -49,6 +49,6 @@ def lambda_handler(event: dict, context: Any) -> dict:
     pipeline = _container_pipeline()
     owner = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
     result = pipeline.handle_event(event, owner)
-    log_event(log, logging.INFO, "batch", records=len(event.get("Records", [])), **result.counts,
+    log_event(log, logging.INFO, "batch", received=len(event.get("Records", [])), **result.counts,
               failures=len(result.failures))
     return result.response()

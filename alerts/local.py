@@ -88,7 +88,7 @@ class ShardPoller:
         records = page["Records"]
         if records:
             result = pipeline.handle_event(to_event(records, self.stream_arn, self.shard_id), owner)
-            log_event(log, logging.INFO, "batch", shard=self.shard_id, records=len(records), **result.counts)
+            log_event(log, logging.INFO, "batch", shard=self.shard_id, read=len(records), **result.counts)
             if result.failures:
                 time.sleep(RETRY_PAUSE_S)
                 self.iterator = self._iterator("AT_SEQUENCE_NUMBER", result.failures[0])
