@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 INFRA_VENV := .local/infra-venv
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test bench stop jar services clean package deploy start destroy dashboards index-templates dashboards-tunnel
+.PHONY: help setup run test bench stop jar services clean package deploy start destroy dashboards index-templates dashboards-tunnel screenshot-alerts
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
@@ -25,6 +25,7 @@ help:
 	@echo "make package / deploy / start / destroy - AWS (see README, Deploy to AWS)"
 	@echo "make index-templates / dashboards-tunnel - AWS (see infra/README.md)"
 	@echo "make dashboards URL=... - import the OpenSearch Dashboards objects"
+	@echo "make screenshot-alerts - regenerate docs/dashboard-alerts.png (README, Alerts)"
 
 setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(CHROMIUM) \
        $(OPENSEARCH_DIST)/bin/opensearch $(INFRA_VENV)/.installed
@@ -103,6 +104,10 @@ dashboards: $(VENV)/.installed
 
 services: setup
 	$(PY) -m stack.services start
+
+# The README's picture of the alerts feed: sample data through the pure core and the alerts, in Chromium.
+screenshot-alerts: services
+	$(PY) -m dashboards.live.screenshot_alerts
 
 run: setup
 	$(PY) -m stack.run
