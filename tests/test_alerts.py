@@ -29,7 +29,7 @@ from alerts.local import LocalPublisher, ShardPoller
 from alerts.message import Alert
 from alerts.publish import DeliveryError, SnsPublisher, publish_request
 from alerts.rules import RuleError, load_rules, parse_rules
-from alerts.store import AlertStore, ensure_table
+from alerts.store import AlertStore
 from alerts.webhook import WebhookSender
 from tests.alert_receiver import AlertReceiver
 from tests.local_aws import DYNAMODB_URL, KINESIS_URL
@@ -53,14 +53,6 @@ def enriched(symbol: str, ts: str, *signals: dict, close: float = 171.4) -> byte
     return json.dumps({"symbol": symbol, "ts": ts, "open": close, "high": close, "low": close, "close": close,
                        "volume": 1000, "sma_20": close, "sma_50": close, "trend": "up",
                        "signals": list(signals)}).encode()
-
-
-@pytest.fixture
-def alerts_table(local_dynamodb) -> Iterator[str]:
-    name = f"test-alerts-{uuid.uuid4().hex[:10]}"
-    ensure_table(local_dynamodb, name)
-    yield name
-    local_dynamodb.delete_table(TableName=name)
 
 
 @pytest.fixture

@@ -4,15 +4,13 @@ writes it."""
 
 from __future__ import annotations
 
+import calendar
 import time
-import uuid
-from typing import Iterator
-
 import pytest
 import requests
 
 from alerts.message import Alert
-from alerts.store import SENT, AlertStore, ensure_table
+from alerts.store import SENT, AlertStore
 from tests.local_aws import DYNAMODB_URL
 from tests.test_dashboard_live import (  # noqa: F401 (fixtures)
     CANDLES, backend_factory, browser_context, opensearch, page, series, state, wait_state,
@@ -20,17 +18,14 @@ from tests.test_dashboard_live import (  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
-def alerts_table(local_dynamodb) -> Iterator[AlertStore]:
-    name = f"test-alerts-{uuid.uuid4().hex[:10]}"
-    ensure_table(local_dynamodb, name)
-    yield AlertStore(local_dynamodb, name)
-    local_dynamodb.delete_table(TableName=name)
+def alert_store(local_dynamodb, alerts_table) -> AlertStore:
+    return AlertStore(local_dynamodb, alerts_table)
 
 
 def send(store: AlertStore, symbol: str, ts: str, kind: str = "sma_cross", direction: str = "up",
          value: float = 0.02, close: float = 171.4) -> Alert:
     """Record an alert as sent, through the same calls the pipeline makes."""
-    ts_ms = int(time.mktime(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone) * 1000
+    ts_ms = calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")) * 1000
     alert = Alert(symbol, ts, ts_ms, kind, direction, value, "golden", close, "golden and death crosses")
     now = int(time.time() * 1000)
     assert store.claim(alert, "test", now)
@@ -38,10 +33,10 @@ def send(store: AlertStore, symbol: str, ts: str, kind: str = "sma_cross", direc
     return alert
 
 
-def test_alerts_appear_in_the_feed_and_new_ones_are_highlighted(page, series, backend_factory, alerts_table):
+def test_alerts_appear_in_the_feed_and_new_ones_are_highlighted(page, series, backend_factory, alert_store):
     symbol, _ = series
-    first = [send(alerts_table, symbol, f"2024-03-08T15:{m:02d}:00Z") for m in (31, 45)]
-    backend = backend_factory(opensearch_url(), "--alerts-table", alerts_table.table, "--dynamodb", DYNAMODB_URL)
+    first = [send(alert_store, symbol, f"2024-03-08T15:{m:02d}:00Z") for m in (31, 45)]
+    backend = backend_factory(opensearch_url(), "--alerts-table", alert_store.table, "--dynamodb", DYNAMODB_URL)
     page.goto(f"{backend.url}?symbol={symbol}")
     wait_state(page, "(s) => s.status === 'ok' && s.alerts === 2")
     items = page.locator("#alert-feed li")
@@ -49,20 +44,20 @@ def test_alerts_appear_in_the_feed_and_new_ones_are_highlighted(page, series, ba
     assert page.locator("#alert-feed li.new").count() == 0, "alerts present at load are not new"
     assert page.locator("#alerts-new").is_hidden()
 
-    later = send(alerts_table, symbol, "2024-03-08T16:02:00Z", "volume_spike", value=9.1)
+    later = send(alert_store, symbol, "2024-03-08T16:02:00Z", "volume_spike", value=9.1)
     wait_state(page, "(s) => s.alerts === 3 && s.newAlerts === 1")
     assert page.locator("#alert-feed li.new").inner_text().startswith(later.subject())
     assert page.locator("#alerts-new").inner_text() == "1 new"
     assert page.problems == []
 
 
-def test_the_alerts_api_says_when_alerts_are_off_and_validates_input(series, backend_factory, alerts_table):
+def test_the_alerts_api_says_when_alerts_are_off_and_validates_input(series, backend_factory, alert_store):
     symbol, _ = series
     off = backend_factory().url
     assert requests.get(off + "api/alerts", timeout=10).json() == {"status": "off", "alerts": []}
 
-    url = backend_factory(opensearch_url(), "--alerts-table", alerts_table.table, "--dynamodb", DYNAMODB_URL).url
-    alert = send(alerts_table, symbol, "2024-03-08T15:31:00Z")
+    url = backend_factory(opensearch_url(), "--alerts-table", alert_store.table, "--dynamodb", DYNAMODB_URL).url
+    alert = send(alert_store, symbol, "2024-03-08T15:31:00Z")
     body = requests.get(url + "api/alerts?limit=5", timeout=10).json()
     assert body["status"] == "ok" and [a["id"] for a in body["alerts"]] == [alert.id]
     assert body["alerts"][0]["subject"] == alert.subject()
