@@ -17,7 +17,7 @@ INFRA_VENV := .local/infra-venv
 RUNTIME_VENV := .local/flink-runtime
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test bench stop jar services clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel
+.PHONY: help setup run test bench stop jar services clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel screenshot-alerts
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
@@ -28,6 +28,7 @@ help:
 	@echo "make package / deploy / start / destroy - AWS (see README, Deploy to AWS)"
 	@echo "make index-templates / dashboards-tunnel - AWS (see infra/README.md)"
 	@echo "make dashboards URL=... - import the OpenSearch Dashboards objects"
+	@echo "make screenshot-alerts - regenerate docs/dashboard-alerts.png (README, Alerts)"
 
 setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(CHROMIUM) \
        $(OPENSEARCH_DIST)/bin/opensearch $(INFRA_VENV)/.installed $(RUNTIME_VENV)/.installed
@@ -114,6 +115,10 @@ dashboards: $(VENV)/.installed
 
 services: setup
 	$(PY) -m stack.services start
+
+# The README's picture of the alerts feed: sample data through the pure core and the alerts, in Chromium.
+screenshot-alerts: services
+	$(PY) -m dashboards.live.screenshot_alerts
 
 run: setup
 	$(PY) -m stack.run

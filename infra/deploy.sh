@@ -15,7 +15,8 @@
 #   STACK_NAME (default stock-analytics), AWS_REGION (required), ARTIFACT_BUCKET (deploy),
 #   TUNNEL_PORT (default 8443), NAME_PREFIX, SYMBOLS, INTERVAL, STREAM_MODE, SHARD_COUNT,
 #   OPENSEARCH_INSTANCE_TYPE, OPENSEARCH_INSTANCE_COUNT, PARALLELISM, ALERT_EMAIL, VPC_CIDR,
-#   DASHBOARDS_TUNNEL, FETCHER_RESERVED_CONCURRENCY (optional stack parameters).
+#   DASHBOARDS_TUNNEL, FETCHER_RESERVED_CONCURRENCY, SIGNAL_ALERT_EMAIL, SIGNAL_ALERT_RULES (optional
+#   stack parameters).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -69,15 +70,17 @@ upload() {
 deploy() {
     require ARTIFACT_BUCKET "pass an S3 bucket you own in $AWS_REGION: make deploy ARTIFACT_BUCKET=my-bucket"
     ensure_opensearch_service_role
-    local flink_key lambda_key loader_key
+    local flink_key lambda_key loader_key alerts_key
     flink_key="$(upload flink-app.zip)"
     lambda_key="$(upload fetcher-lambda.zip)"
     loader_key="$(upload index-templates-loader.zip)"
+    alerts_key="$(upload alerts-lambda.zip)"
     local params=(
         "ArtifactBucket=${ARTIFACT_BUCKET}"
         "FlinkCodeKey=${flink_key}"
         "LambdaCodeKey=${lambda_key}"
         "LoaderCodeKey=${loader_key}"
+        "AlertsCodeKey=${alerts_key}"
     )
     # Optional parameters: unset ones keep the template default (or the stack's current value).
     local pair
@@ -85,7 +88,8 @@ deploy() {
         ShardCount:SHARD_COUNT OpenSearchInstanceType:OPENSEARCH_INSTANCE_TYPE \
         OpenSearchInstanceCount:OPENSEARCH_INSTANCE_COUNT Parallelism:PARALLELISM AlertEmail:ALERT_EMAIL \
         VpcCidr:VPC_CIDR DashboardsTunnel:DASHBOARDS_TUNNEL \
-        FetcherReservedConcurrency:FETCHER_RESERVED_CONCURRENCY; do
+        FetcherReservedConcurrency:FETCHER_RESERVED_CONCURRENCY SignalAlertEmail:SIGNAL_ALERT_EMAIL \
+        SignalAlertRules:SIGNAL_ALERT_RULES; do
         local var="${pair#*:}"
         if [[ -n "${!var:-}" ]]; then
             params+=("${pair%%:*}=${!var}")

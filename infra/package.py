@@ -8,6 +8,8 @@
 - ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests``, ``tzdata`` and their
   dependencies, at the versions installed in this venv (the Lambda runtime ships boto3 but not
   requests, and its time zone files are the image's).
+- ``alerts-lambda.zip``: the ``alerts`` package (its ``.py`` files and the default ``rules.json``)
+  plus ``tzdata`` (alert times are New York time, and the runtime may lack a zone database).
 - ``index-templates-loader.zip``: ``index_templates_loader.py`` and the job's ``index_templates/``,
   the function that puts the templates from inside the VPC (standard library and boto3 only).
 
@@ -32,9 +34,11 @@ JAR = ROOT / "flink_job" / "target" / "pyflink-dependencies.jar"
 FLINK_ZIP = "flink-app.zip"
 LAMBDA_ZIP = "fetcher-lambda.zip"
 LOADER_ZIP = "index-templates-loader.zip"
+ALERTS_ZIP = "alerts-lambda.zip"
 TEMPLATES = ROOT / "flink_job" / "index_templates"
 # Third-party distributions the fetcher imports that the Lambda runtime lacks (boto3 it has).
 LAMBDA_REQUIREMENTS = ("requests", "tzdata")
+ALERTS_REQUIREMENTS = ("tzdata",)
 # The folder of flink-app.zip that the run options' pyFiles ship to the TaskManagers: a pyFiles entry
 # is put on the workers' path as is, so it must be a folder that contains the package.
 FLINK_PYTHON_DIR = "python"
@@ -131,13 +135,15 @@ def vendor(requirements: list[str], target: Path) -> None:
                            f"(check access to PyPI):\n{result.stderr.strip()}")
 
 
-def lambda_entries(vendored: Path) -> list[tuple[str, Path]]:
-    package = ROOT / "fetcher_lambda"
-    code = _package_files(package, LAMBDA_EXCLUDED_DIRS, (".py",))
+def lambda_entries(vendored: Path, name: str = "fetcher_lambda",
+                   suffixes: tuple[str, ...] = (".py",)) -> list[tuple[str, Path]]:
+    """A Lambda package's files (``name``) and the vendored libraries, at the zip's root."""
+    package = ROOT / name
+    code = _package_files(package, LAMBDA_EXCLUDED_DIRS, suffixes)
     # bin/ holds console scripts with this machine's interpreter path: not needed by the function.
     libraries = (p for p in vendored.rglob("*") if p.is_file() and p.relative_to(vendored).parts[0] != "bin")
     return [
-        *((f"fetcher_lambda/{p.relative_to(package).as_posix()}", p) for p in code),
+        *((f"{name}/{p.relative_to(package).as_posix()}", p) for p in code),
         *((p.relative_to(vendored).as_posix(), p) for p in libraries if "__pycache__" not in p.parts),
     ]
 
@@ -154,11 +160,14 @@ def build(output: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="lambda-vendor-") as vendored:
         vendor(pinned_requirements(LAMBDA_REQUIREMENTS), Path(vendored))
         written.append(write_zip(output / LAMBDA_ZIP, lambda_entries(Path(vendored))))
+    with tempfile.TemporaryDirectory(prefix="alerts-vendor-") as vendored:
+        vendor(pinned_requirements(ALERTS_REQUIREMENTS), Path(vendored))
+        written.append(write_zip(output / ALERTS_ZIP, lambda_entries(Path(vendored), "alerts", (".py", ".json"))))
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the Flink application and fetcher Lambda zips")
+    parser = argparse.ArgumentParser(description="Build the Flink application and Lambda zips")
     parser.add_argument("output", nargs="?", type=Path, default=ROOT / "dist",
                         help="directory the zips are written to (default: dist/)")
     args = parser.parse_args(argv)

@@ -23,8 +23,9 @@ from stack import resources, services
 from stack.services import ROOT, StackError, run_dir
 
 PROPERTIES = ROOT / "stack" / "application_properties.json"
-PROCESSES = ("job", "producer", "dashboard")
+PROCESSES = ("job", "producer", "dashboard", "alerts")
 DASHBOARD_PORT = os.environ.get("DASHBOARD_PORT", "8050")
+ALERTS_TABLE = "stock_alerts"
 
 
 def _pid_file(name: str) -> Path:
@@ -47,6 +48,13 @@ def producer_env(config) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
     }
+
+
+def alerts_env(config) -> dict[str, str]:
+    """The alerts runner (and the dashboard's alerts feed): the enriched stream and the local
+    DynamoDB; ``ALERT_WEBHOOK_URL`` and ``ALERT_RULES`` pass through from the environment."""
+    return {**producer_env(config), "STREAM_NAME": config.sink.stream_name,
+            "KINESIS_ENDPOINT_URL": config.sink.endpoint or "", "ALERTS_TABLE": ALERTS_TABLE}
 
 
 def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -104,7 +112,11 @@ def run() -> None:
                              "--checkpoint-dir", str(run_dir() / "checkpoints")]),
         "producer": spawn("producer", producer_command(), producer_env(config)),
         "dashboard": spawn("dashboard", [sys.executable, "-m", "dashboards.live.server",
-                                         "--port", DASHBOARD_PORT, "--opensearch", base]),
+                                         "--port", DASHBOARD_PORT, "--opensearch", base,
+                                         "--alerts-table", ALERTS_TABLE,
+                                         "--dynamodb", alerts_env(config)["DYNAMODB_ENDPOINT_URL"]],
+                           alerts_env(config)),
+        "alerts": spawn("alerts", [sys.executable, "-m", "alerts", "--create-table"], alerts_env(config)),
     }
     print(f"""
 The pipeline is running (logs in {run_dir()}).
@@ -113,6 +125,7 @@ The pipeline is running (logs in {run_dir()}).
   Signals:               curl -s '{base}/stock-signals/_search?size=5&sort=ts:desc&pretty'
   Dead letters:          curl -s '{base}/stock-dlq/_search?pretty'
   Enriched stream:       Kinesis '{config.sink.stream_name}' at {config.sink.endpoint}
+  Alerts:                in the dashboard; {run_dir() / 'alerts.log'}; POSTed to ALERT_WEBHOOK_URL if set
 Press Ctrl-C to stop.
 """, flush=True)
     show_progress(base, procs)

@@ -68,6 +68,17 @@ def cursor_table(local_dynamodb) -> Iterator[str]:
 
 
 @pytest.fixture
+def alerts_table(local_dynamodb) -> Iterator[str]:
+    """A table of the alerts' once-per-signal store, of this test's own."""
+    from alerts.store import ensure_table
+
+    name = f"test-alerts-{uuid.uuid4().hex[:10]}"
+    ensure_table(local_dynamodb, name)
+    yield name
+    local_dynamodb.delete_table(TableName=name)
+
+
+@pytest.fixture
 def read_stream(local_kinesis) -> Callable[[str], list[tuple[str, dict]]]:
     """All records of a stream so far, in stream order: (partition key, decoded JSON)."""
 
@@ -128,6 +139,6 @@ def packaged_dist(tmp_path_factory):
     result = subprocess.run([sys.executable, "-m", "infra.package", str(output)], cwd=package.ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP):
+    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP):
         assert name in result.stdout, f"the packager did not report {name}"
     return output

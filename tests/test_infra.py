@@ -61,7 +61,7 @@ def as_list(value) -> list:
 # Checkov leaves out resources whose condition is false with the parameters' defaults: the
 # optional parts are linted in a copy of the template whose defaults turn them on.
 OPTIONAL_PARTS_ON = {"DashboardsTunnel": '"true"', "AlertEmail": "alerts@example.com", "OpenSearchInstanceCount": "2",
-                     "FetcherReservedConcurrency": "1"}
+                     "FetcherReservedConcurrency": "1", "SignalAlertEmail": "signals@example.com"}
 
 
 @pytest.fixture(scope="module", params=["defaults", "optional parts on"])
@@ -141,13 +141,13 @@ def only_call(calls: list[list[str]], service: str, command: str) -> list[str]:
 def test_deploy_uploads_the_zips_and_the_template_to_the_bucket(tmp_path, template):
     dist = tmp_path / "dist"
     dist.mkdir()
-    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP):
+    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP):
         (dist / name).write_bytes(name.encode())
     result, calls = run_deploy_script(tmp_path, "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
                                       FETCHER_RESERVED_CONCURRENCY="1")
     assert result.returncode == 0, result.stderr
     uploads = {Path(c[-2]).name: c[-1] for c in calls if c[:2] == ["s3", "cp"]}
-    assert set(uploads) == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP}
+    assert set(uploads) == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP}
     deploy = only_call(calls, "cloudformation", "deploy")
     # Inline, the template would count against CloudFormation's 51,200-byte body limit.
     assert fake_aws.option(deploy, "--template-file") == "infra/cloudformation.yaml"
@@ -242,7 +242,11 @@ def test_application_properties_are_ones_the_job_knows(template):
 
 def test_run_options_point_into_the_zip_layout(template):
     options = property_groups(template)[RUN_OPTIONS_GROUP]
-    assert options == {"python": "main.py", "jarfile": "lib/pyflink-dependencies.jar"}
+    assert options == {"python": "main.py", "jarfile": "lib/pyflink-dependencies.jar", "pyFiles": "python"}
+    names = {name for name, _ in package.flink_entries()}
+    assert {options["python"], options["jarfile"]} <= names
+    # A pyFiles folder goes on the workers' path as is: it must contain the package, and tzdata.
+    assert {f"{options['pyFiles']}/flink_job/main.py", f"{options['pyFiles']}/tzdata/__init__.py"} <= names
 
 
 def job_config(template: dict) -> JobConfig:
@@ -349,6 +353,69 @@ def test_secret_parameters_have_no_default_and_no_echo(template):
         if SECRETISH.search(name) and not name.endswith("CodeKey"):
             assert parameter.get("NoEcho") is True, f"{name} must be NoEcho"
             assert parameter.get("Default", "") == "", f"{name} must not have a default value"
+
+
+# --- signal alerts -------------------------------------------------------------------------------
+
+
+def test_alerts_read_the_output_stream_filtered_to_signals_with_batch_item_failures(template):
+    from alerts import handler
+
+    resources = template["Resources"]
+    function = resources["AlertsFunction"]["Properties"]
+    module, name = function["Handler"].rsplit(".", 1)
+    assert module == handler.__name__ and callable(getattr(handler, name))
+    assert function["Code"]["S3Key"] == ref("AlertsCodeKey")
+    env = function["Environment"]["Variables"]
+    assert env["ALERT_TOPIC_ARN"] == ref("SignalAlertTopic") and env["ALERTS_TABLE"] == ref("AlertsTable")
+    assert env["ALERT_RULES"] == ref("SignalAlertRules") and template["Parameters"]["SignalAlertRules"]["Default"] == ""
+    assert int(env["ALERT_LEASE_SECONDS"]) > function["Timeout"], "a live invocation's claim must not expire"
+    (mapping,) = resources_of(template, "AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["OutputStream", "Arn"]}
+    assert props["FunctionName"] == ref("AlertsFunction")
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AlertsFailedRecords", "Arn"]}
+    (pattern,) = [json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"]]
+    assert pattern == {"data": {"signals": {"type": [{"exists": True}]}}}
+
+
+def test_the_alerts_table_expires_items_and_the_topic_takes_an_optional_email(template):
+    resources = template["Resources"]
+    table = resources["AlertsTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    subscription = resources["SignalAlertEmailSubscription"]
+    assert subscription["Condition"] == "HasSignalAlertEmail"
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == ref("SignalAlertEmail")
+    assert template["Parameters"]["SignalAlertEmail"]["Default"] == ""
+
+
+def test_the_alerts_role_grants_only_what_the_function_and_its_mapping_use(template):
+    granted = {(a, json.dumps(st["Resource"])) for role, st in iam_statements(template) if role == "AlertsRole"
+               for a in as_list(st["Action"])}
+    stream = json.dumps({"Fn::GetAtt": ["OutputStream", "Arn"]})
+    assert granted == {
+        *((f"kinesis:{a}", stream) for a in ("GetRecords", "GetShardIterator", "DescribeStream",
+                                              "DescribeStreamSummary", "ListShards")),
+        *((f"dynamodb:{a}", json.dumps({"Fn::GetAtt": ["AlertsTable", "Arn"]})) for a in ("PutItem", "UpdateItem",
+                                                                                           "DeleteItem")),
+        ("sns:Publish", json.dumps(ref("SignalAlertTopic"))),
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["AlertsFailedRecords", "Arn"]})),
+        ("logs:CreateLogStream", json.dumps({"Fn::Sub": "${AlertsLogGroup.Arn}:*"})),
+        ("logs:PutLogEvents", json.dumps({"Fn::Sub": "${AlertsLogGroup.Arn}:*"})),
+    }
+
+
+def test_alarms_watch_the_alerts_errors_and_iterator_age(template):
+    alarms = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"]
+              for a in resources_of(template, "AWS::CloudWatch::Alarm").values() if "Namespace" in a["Properties"]}
+    for metric in ("Errors", "IteratorAge"):
+        alarm = alarms[("AWS/Lambda", metric)] if alarms[("AWS/Lambda", metric)]["Dimensions"][0]["Value"] == \
+            ref("AlertsFunction") else None
+        assert alarm, f"no {metric} alarm on the alerts function"
+        assert alarm["AlarmActions"]["Fn::If"][0] == "HasAlertEmail"
 
 
 # --- network -------------------------------------------------------------------------------------
@@ -466,7 +533,7 @@ def test_index_templates_are_put_by_the_loader_in_the_vpc(template):
 @pytest.fixture(scope="module")
 def built(packaged_dist) -> dict[str, Path]:
     zips = {p.name: p for p in packaged_dist.glob("*.zip")}
-    assert set(zips) == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP}
+    assert set(zips) == {package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP}
     return zips
 
 
@@ -476,9 +543,9 @@ def unzip(archive: Path, target: Path) -> list[str]:
         return z.namelist()
 
 
-def run_isolated(code: str, cwd: Path, pythonpath: Path | None = None) -> dict:
+def run_isolated(code: str, cwd: Path, pythonpath: Path | None = None, env: dict[str, str] | None = None) -> dict:
     """Run ``code`` with the venv's Python in ``cwd``, the repo off the path; it prints JSON."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(env or {})}
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
     result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
@@ -495,19 +562,30 @@ def test_missing_jar_says_to_build_it(monkeypatch, tmp_path):
 
 def test_flink_zip_layout_and_entry_point(built, tmp_path):
     names = unzip(built[package.FLINK_ZIP], tmp_path)
+    shipped = package.FLINK_PYTHON_DIR  # the run options' pyFiles: the workers import from here
     assert "main.py" in names and "lib/pyflink-dependencies.jar" in names
-    assert {"flink_job/__init__.py", "flink_job/main.py", "flink_job/config.py"} <= set(names)
-    templates = {f"flink_job/index_templates/{p.name}" for p in (ROOT / "flink_job" / "index_templates").glob("*.json")}
+    assert {f"{shipped}/flink_job/{n}" for n in ("__init__.py", "main.py", "config.py")} <= set(names)
+    templates = {f"{shipped}/flink_job/index_templates/{p.name}"
+                 for p in (ROOT / "flink_job" / "index_templates").glob("*.json")}
     assert templates and templates <= set(names)
     assert not [n for n in names if "__pycache__" in n or "/target/" in n or n.endswith((".pyc", "pom.xml"))]
-    assert {n.split("/")[0] for n in names} == {"main.py", "lib", "flink_job"}
+    assert {n.split("/")[0] for n in names} == {"main.py", "lib", shipped}
+    assert {n.split("/")[1] for n in names if n.startswith(f"{shipped}/")} == {"flink_job", "tzdata"}
+    # The client (main.py) finds the package beside it; with no system zone files (an empty
+    # PYTHONTZPATH), New York time comes from the zip's own tzdata.
+    no_zones = tmp_path / "no-zoneinfo"
+    no_zones.mkdir()
     loaded = run_isolated(
-        "import json, main, flink_job.main as job; "
-        "print(json.dumps({'main': main.__file__, 'job': job.__file__, 'same': main.main is job.main}))",
-        tmp_path,
+        "import json, os, main, flink_job.main as job, tzdata; from zoneinfo import ZoneInfo; "
+        "from datetime import datetime, timezone; "
+        "summer = datetime(2024, 7, 1, tzinfo=timezone.utc).astimezone(ZoneInfo('America/New_York')); "
+        "print(json.dumps({'main': main.__file__, 'job': job.__file__, 'same': main.main is job.main, "
+        "'tzdata': tzdata.__file__, 'offset_h': summer.utcoffset().total_seconds() / 3600}))",
+        tmp_path, env={"PYTHONTZPATH": str(no_zones)},
     )
     assert loaded["same"]
-    assert Path(loaded["main"]).parent == tmp_path and Path(loaded["job"]).is_relative_to(tmp_path)
+    assert Path(loaded["main"]).parent == tmp_path and Path(loaded["job"]).is_relative_to(tmp_path / shipped)
+    assert Path(loaded["tzdata"]).is_relative_to(tmp_path / shipped) and loaded["offset_h"] == -4
 
 
 def test_lambda_zip_imports_with_vendored_requests(built, tmp_path):
@@ -525,6 +603,21 @@ def test_lambda_zip_imports_with_vendored_requests(built, tmp_path):
     )
     assert loaded["callable"]
     assert all(Path(f).is_relative_to(tmp_path) for f in loaded["vendored"]), loaded["vendored"]
+
+
+def test_alerts_zip_imports_alone_with_its_rules_and_zone_data(built, tmp_path):
+    names = unzip(built[package.ALERTS_ZIP], tmp_path)
+    assert {"alerts/handler.py", "alerts/rules.json"} <= set(names)
+    assert not [n for n in names if n.startswith(("flink_job/", "fetcher_lambda/")) or "__pycache__" in n]
+    assert "tzdata/zoneinfo/America/New_York" in names
+    loaded = run_isolated(
+        "import json, alerts.handler as h, alerts.rules as r, tzdata; "
+        "print(json.dumps({'callable': callable(h.lambda_handler), 'rules': [x.name for x in r.load_rules(None).rules], "
+        "'files': [m.__file__ for m in (h, tzdata)]}))",
+        tmp_path, pythonpath=tmp_path,
+    )
+    assert loaded["callable"] and loaded["rules"]
+    assert all(Path(f).is_relative_to(tmp_path) for f in loaded["files"]), loaded["files"]
 
 
 def test_loader_zip_holds_the_module_and_the_job_templates(built, tmp_path):

@@ -9,6 +9,7 @@ questions below. API (GET, JSON; errors are ``{"error": "..."}`` with a 4xx/5xx 
     /api/symbols                                  symbols with enriched bars
     /api/bars?symbol=IBM[&limit=N][&after=T]      enriched bars in time order (latest N, or from T on)
     /api/signals[?symbol=IBM][&since=T][&limit=N] signals, newest first (from T on)
+    /api/alerts[?since=T][&limit=N]               alerts sent (``python -m alerts``), newest first
 
 T is epoch milliseconds or ISO-8601 UTC. Charts come from the npm package ``lightweight-charts``,
 served from ``dashboards/live/node_modules`` (``npm ci`` in ``dashboards/live`` installs it).
@@ -27,6 +28,7 @@ from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from dashboards.live import params
+from dashboards.live.alerts_reader import AlertsReader
 from dashboards.live.opensearch_reader import OpenSearchUnavailable, Reader
 
 log = logging.getLogger("dashboards.live")
@@ -41,6 +43,7 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsa
                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 BARS_DEFAULT_LIMIT = 1000
 SIGNALS_DEFAULT_LIMIT = 50
+ALERTS_DEFAULT_LIMIT = 20
 OPENSEARCH_DOWN = ("OpenSearch is unreachable; the dashboard retries by itself "
                    "(start it with `.venv/bin/python -m stack.services start opensearch`)")
 
@@ -56,6 +59,7 @@ def static_files() -> dict[str, Path]:
 class DashboardHandler(BaseHTTPRequestHandler):
     server_version = "StockDashboard/1"
     reader: Reader  # set per server by make_server
+    alerts: AlertsReader
     files: dict[str, Path]
 
     # --- routing ---------------------------------------------------------------------------------
@@ -64,7 +68,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         query = parse_qs(url.query, keep_blank_values=True)
         api: dict[str, Callable[[dict], object]] = {
             "/api/health": self.health, "/api/symbols": self.symbols,
-            "/api/bars": self.bars, "/api/signals": self.signals,
+            "/api/bars": self.bars, "/api/signals": self.signals, "/api/alerts": self.recent_alerts,
         }
         if url.path in api:
             self.answer_api(api[url.path], query)
@@ -110,6 +114,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
         since = params.timestamp(query, "since")
         return {"signals": self.reader.signals(limit, since, symbol)}
 
+    def recent_alerts(self, query: dict) -> dict:
+        return self.alerts.recent(params.limit(query, ALERTS_DEFAULT_LIMIT), params.timestamp(query, "since"))
+
     # --- responses -------------------------------------------------------------------------------
     def send_json(self, status: HTTPStatus, body: object, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
@@ -148,10 +155,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
         log.warning(format, *args)  # what still reaches here are http.server's own error reports
 
 
-def make_server(host: str, port: int, opensearch: str, index_prefix: str = "") -> ThreadingHTTPServer:
+def make_server(host: str, port: int, opensearch: str, index_prefix: str = "",
+                alerts: AlertsReader | None = None) -> ThreadingHTTPServer:
     """A server bound to (host, port); port 0 picks a free one (see ``server_address``)."""
     handler = type("Handler", (DashboardHandler,), {
-        "reader": Reader(opensearch, index_prefix), "files": static_files()})
+        "reader": Reader(opensearch, index_prefix), "files": static_files(), "alerts": alerts or AlertsReader(None)})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
@@ -163,13 +171,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8050, help="port to listen on; 0 picks a free one")
     parser.add_argument("--opensearch", default="http://127.0.0.1:9200", help="OpenSearch base URL")
     parser.add_argument("--index-prefix", default="", help="prefix of the index names (default: none)")
+    parser.add_argument("--alerts-table", help="DynamoDB table of the alerts (default: no alerts feed)")
+    parser.add_argument("--dynamodb", help="DynamoDB endpoint URL of the alerts table (default: AWS's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not CHARTS_JS.exists():
         log.warning("lightweight-charts is not installed, the page cannot draw charts: "
                     "run `npm ci` in dashboards/live (or `make setup`)")
     try:
-        server = make_server(args.host, args.port, args.opensearch, args.index_prefix)
+        server = make_server(args.host, args.port, args.opensearch, args.index_prefix,
+                             AlertsReader(args.alerts_table, args.dynamodb))
     except OSError as err:
         print(f"error: cannot listen on {args.host}:{args.port} ({err.strerror}); "
               "choose another port with --port", file=sys.stderr)

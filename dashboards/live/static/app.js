@@ -31,6 +31,8 @@
     candles: 0,
     lastBarTime: null, // epoch seconds of the latest bar drawn
     feed: 0, // signals listed in the feed
+    alerts: 0, // alerts listed in the alerts feed
+    newAlerts: 0, // of which arrived while the page was open (highlighted)
     updatedAt: null,
   });
 
@@ -370,6 +372,55 @@
     state.feed = list.length;
   }
 
+  // --- alerts feed (python -m alerts writes them; highlighted while new) ------------------------
+  const ALERTS_SIZE = 20;
+  const NEW_FOR_MS = 60000;
+  const alerts = new Map(); // id -> alert
+  const arrivedAt = new Map(); // id -> when this page first saw it, for alerts that arrived live
+  let alertsSince = null;
+  let alertsLoaded = false;
+
+  async function pollAlerts() {
+    const query = alertsSince === null ? `limit=${ALERTS_SIZE}` : `since=${alertsSince}&limit=${ALERTS_SIZE}`;
+    const body = await getJSON(`/api/alerts?${query}`);
+    const now = Date.now();
+    for (const a of body.alerts) {
+      if (!alerts.has(a.id) && alertsLoaded) arrivedAt.set(a.id, now);
+      alerts.set(a.id, a);
+    }
+    alertsLoaded = true;
+    const newest = [...alerts.values()].sort((a, b) => b.sent_ms - a.sent_ms || b.ts.localeCompare(a.ts)).slice(0, ALERTS_SIZE);
+    alerts.clear();
+    newest.forEach((a) => alerts.set(a.id, a));
+    if (newest.length) alertsSince = newest[0].sent_ms;
+    renderAlerts(newest, body.status, now);
+  }
+
+  function renderAlerts(list, status, now) {
+    const isNew = (a) => arrivedAt.has(a.id) && now - arrivedAt.get(a.id) < NEW_FOR_MS;
+    const items = list.map((a) => {
+      const li = document.createElement('li');
+      li.dataset.symbol = a.symbol;
+      if (isNew(a)) li.className = 'new';
+      const when = document.createElement('span');
+      when.className = 'when';
+      when.textContent = `${a.rule} · sent ${new Date(a.sent_ms).toLocaleTimeString()}`;
+      li.append(a.subject, when);
+      li.title = a.id;
+      return li;
+    });
+    $('alert-feed').replaceChildren(...items);
+    const fresh = list.filter(isNew).length;
+    $('alerts-new').hidden = fresh === 0;
+    $('alerts-new').textContent = `${fresh} new`;
+    const empty = $('alerts-empty');
+    empty.hidden = list.length > 0;
+    empty.textContent = status === 'off' ? 'Alerts are off (the server has no --alerts-table).'
+      : status === 'unavailable' ? 'The alerts table is unreachable; retrying.' : 'No alerts yet.';
+    state.alerts = list.length;
+    state.newAlerts = fresh;
+  }
+
   // --- status ---------------------------------------------------------------------------------
   function setStatus(status, error = null) {
     state.status = status;
@@ -398,6 +449,7 @@
     const [barsStatus] = await Promise.all([
       state.symbol ? pollBars() : Promise.resolve(emptyForSymbol(null)),
       pollSignals(),
+      pollAlerts(),
     ]);
     if (barsStatus) setStatus(barsStatus);
   }
@@ -425,6 +477,10 @@
   }
 
   $('symbol-picker').addEventListener('change', (e) => selectSymbol(e.target.value));
+  $('alert-feed').addEventListener('click', (e) => {
+    const item = e.target.closest('li');
+    if (item) selectSymbol(item.dataset.symbol);
+  });
   $('signal-feed').addEventListener('click', (e) => {
     const row = e.target.closest('tr');
     if (row) selectSymbol(row.dataset.symbol);

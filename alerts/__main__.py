@@ -1,0 +1,5 @@
+import sys
+
+from alerts.local import main
+
+sys.exit(main())
