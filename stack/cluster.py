@@ -248,15 +248,17 @@ class FlinkCluster:
         return "flink cluster: stopped"
 
     # --- jobs ------------------------------------------------------------------------------------
-    def submit(self, app_dir: Path, run_options: dict[str, str], properties: Path, *,
-               parallelism: int | None = None, savepoint: str | None = None, log: Path | None = None) -> str:
-        """``flink run`` the unpacked application from its own folder; returns the job id."""
-        command = [str(flink_home() / "bin" / "flink"), "run", "--detached",
+    def submit(self, app_dir: Path, run_options: dict[str, str], properties: Path | None = None, *,
+               parallelism: int | None = None, savepoint: str | None = None, log: Path | None = None,
+               detached: bool = True, args: tuple[str, ...] = (), timeout_s: float = 300.0) -> str:
+        """``flink run`` the unpacked application from its own folder; returns the job id. ``detached``
+        returns once the job is submitted, like Managed Flink; otherwise once it has finished."""
+        command = [str(flink_home() / "bin" / "flink"), "run", *(("--detached",) if detached else ()),
                    *(("-p", str(parallelism)) if parallelism else ()),
-                   *(("-s", savepoint) if savepoint else ()), *run_option_args(run_options)]
-        env = self.script_env({PROPERTIES_ENV: str(properties)})
+                   *(("-s", savepoint) if savepoint else ()), *run_option_args(run_options), *args]
+        env = self.script_env({PROPERTIES_ENV: str(properties)} if properties else None)
         before = set(self.job_ids())
-        result = subprocess.run(command, cwd=app_dir, env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(command, cwd=app_dir, env=env, capture_output=True, text=True, timeout=timeout_s)
         if log:
             log.write_text(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}")
         if result.returncode != 0:
