@@ -1,12 +1,20 @@
-"""Endpoints of, and boto3 clients for, the local Kinesis and DynamoDB the fetcher tests use."""
+"""Endpoints of, and boto3 clients for, the local services the tests use.
+
+Ports come from ``KINESIS_PORT``, ``OPENSEARCH_PORT``, ``DYNAMODB_PORT`` like everywhere else
+(``stack.services.Ports``); ``make test`` sets its own, so the suite never touches ``make run``'s data.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-KINESIS_URL = os.environ.get("TEST_KINESIS_ENDPOINT_URL", "http://127.0.0.1:4568")
-DYNAMODB_URL = os.environ.get("TEST_DYNAMODB_ENDPOINT_URL", "http://127.0.0.1:8000")
+from stack.services import Ports
+
+PORTS = Ports.from_env()
+KINESIS_URL = os.environ.get("TEST_KINESIS_ENDPOINT_URL", PORTS.url("kinesis"))
+DYNAMODB_URL = os.environ.get("TEST_DYNAMODB_ENDPOINT_URL", PORTS.url("dynamodb"))
+OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", PORTS.url("opensearch"))
 ENDPOINTS = {"kinesis": KINESIS_URL, "dynamodb": DYNAMODB_URL}
 
 
