@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -77,11 +78,14 @@ def end(procs: list[psutil.Process], timeout_s: float = 20.0) -> list[psutil.Pro
             break
         for proc in alive:
             _signal(proc, sig)
-        psutil.wait_procs(alive, timeout=wait_s)  # also reaps those that are our children
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(_alive(p) for p in alive):
+            psutil.wait_procs(alive, timeout=0.2)  # also reaps those that are our children
     return procs
 
 
 def _alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie (a zombie has ended; only its parent has yet to collect it)."""
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

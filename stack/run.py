@@ -111,6 +111,7 @@ def _end(directory: Path, name: str, found: list) -> None:
 def show_progress(ctx: RunContext, procs: dict[str, subprocess.Popen]) -> None:
     checked = services.all_services(ctx.ports)
     checked = {name: checked[name] for name in ("kinesis", "opensearch")}
+    job_seen = False
     while True:
         finished = {}
         for process in PROCESSES:
@@ -121,6 +122,9 @@ def show_progress(ctx: RunContext, procs: dict[str, subprocess.Popen]) -> None:
                 raise StackError(f"{process.name} exited with code {code}; see {run_dir() / process.name}.log")
             finished[process.name] = "finished" if code == 0 else f"exited with code {code} (see its log)"
         job = status.job_status(ctx.flink_rest_port)
+        if job.state == "starting" and job_seen:
+            job = status.JobStatus("not answering on its REST API")
+        job_seen = job_seen or job.state != "starting"
         print(status.progress_line(job, checked, ctx.ports.url("opensearch"), finished), flush=True)
         time.sleep(5)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import requests
 
-from stack.services import Service
+from stack.services import Service, port_open
 
 INDICES = ("stock-indicators", "stock-signals", "stock-dlq")
 
@@ -20,7 +20,8 @@ class JobStatus:
 
     def __str__(self) -> str:
         restarts = "" if self.restarts is None else f", {self.restarts} restart{'s' * (self.restarts != 1)}"
-        return f"job {self.state.lower()}{restarts}"
+        state = self.state.lower() if self.state.isupper() else self.state  # Flink's states are upper case
+        return f"job {state}{restarts}"
 
 
 def job_status(rest_port: int) -> JobStatus:
@@ -37,10 +38,16 @@ def job_status(rest_port: int) -> JobStatus:
 
 
 def _restarts(base: str, job_id: str) -> int | None:
+    """The job's ``numRestarts`` metric; until the metric is first published (some seconds after
+    the start), the number of failures in its exception history (each one caused a restart)."""
     try:
         metrics = requests.get(f"{base}/jobs/{job_id}/metrics", params={"get": "numRestarts"}, timeout=2).json()
-        return int(next(m["value"] for m in metrics if m["id"] == "numRestarts"))
-    except (requests.RequestException, ValueError, KeyError, StopIteration):
+        values = [m["value"] for m in metrics if m.get("id") == "numRestarts" and "value" in m]
+        if values:
+            return int(values[0])
+        history = requests.get(f"{base}/jobs/{job_id}/exceptions", timeout=2).json()
+        return len(history["exceptionHistory"]["entries"])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
         return None
 
 
@@ -58,17 +65,25 @@ def count(base: str, index: str) -> int | None:
         return None
 
 
+def service_state(service: Service) -> str:
+    """"up"; "DOWN" when nothing accepts connections on its port; "not answering" when something
+    does but gives no healthy answer in time (e.g. a local Kinesis starved of CPU)."""
+    if not port_open(service.port):
+        return "DOWN"
+    return "up" if service.healthy(service.port) else "not answering"
+
+
 def progress_line(job: JobStatus | str, services: dict[str, Service], opensearch_url: str,
                   others: dict[str, str] | None = None) -> str:
-    """One line: time, job, each service up/DOWN, counts (only while OpenSearch answers), then
-    ``others`` (e.g. a producer that has finished)."""
+    """One line: time, job, each service's state, the counts or why there are none, then ``others``
+    (e.g. a producer that has finished)."""
     parts = [time.strftime("%H:%M:%S"), str(job)]
-    up = {name: service.healthy(service.port) for name, service in services.items()}
-    parts += [f"{name} {'up' if ok else 'DOWN'}" for name, ok in up.items()]
-    counts = {index: count(opensearch_url, index) for index in INDICES} if up.get("opensearch", True) else {}
-    if counts and None not in counts.values():
-        parts.append(" ".join(f"{index}={n}" for index, n in counts.items()))
+    states = {name: service_state(service) for name, service in services.items()}
+    parts += [f"{name} {state}" for name, state in states.items()]
+    counts = {index: count(opensearch_url, index) for index in INDICES}
+    if None in counts.values():
+        parts.append(f"no counts: OpenSearch {states.get('opensearch', 'not answering')}")
     else:
-        parts.append("no counts while OpenSearch is down")
+        parts.append(" ".join(f"{index}={n}" for index, n in counts.items()))
     parts += [f"{name} {state}" for name, state in (others or {}).items()]
     return "  ".join(parts)

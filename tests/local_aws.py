@@ -7,9 +7,10 @@ Ports come from ``KINESIS_PORT``, ``OPENSEARCH_PORT``, ``DYNAMODB_PORT`` like ev
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
-from stack.services import Ports
+from stack.services import Ports, port_open
 
 PORTS = Ports.from_env()
 KINESIS_URL = os.environ.get("TEST_KINESIS_ENDPOINT_URL", PORTS.url("kinesis"))
@@ -28,3 +29,14 @@ def local_client(service: str) -> Any:
         aws_access_key_id="local", aws_secret_access_key="local",
         config=Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}),
     )
+
+
+def spare_port(offset: int = 0) -> int:
+    """A free port whose companion ``port + offset`` is free too (Kinesis' TLS listener, OpenSearch's
+    transport port)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port + offset < 65536 and not port_open(port + offset):
+            return port
