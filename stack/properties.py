@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from string import Template
 
-from stack.services import ROOT, Ports, StackError, run_dir
+from stack.services import ROOT, Ports, StackError, exit_code, run_dir
 
 TEMPLATE = ROOT / "stack" / "application_properties.json"
 
@@ -38,12 +38,7 @@ def write_local_properties(path: Path | None = None, ports: Ports | None = None)
 
 
 def main(argv: list[str]) -> int:
-    try:
-        print(write_local_properties(Path(argv[0]) if argv else None))
-    except StackError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(lambda: print(write_local_properties(Path(argv[0]) if argv else None)))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from flink_job.config import JobConfig, load_config
 from stack import processes, resources, services, status
 from stack.properties import write_local_properties
 from stack.run_lock import AlreadyRunning, RunLock
-from stack.services import Ports, StackError, free_port, run_dir
+from stack.services import Ports, StackError, exit_code, free_port, run_dir
 
 STOP_WAIT_S = 120.0  # how long `make stop` lets a live run stop itself before killing it
 
@@ -223,12 +223,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--stop", action="store_true",
                         help="stop a running run, and everything a previous run left behind")
     args = parser.parse_args(argv)
-    try:
-        run_dir().mkdir(parents=True, exist_ok=True)
-        return stop_run() if args.stop else run_once()
-    except (StackError, AlreadyRunning) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    run_dir().mkdir(parents=True, exist_ok=True)
+    return exit_code(stop_run if args.stop else run_once)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from stack.services import StackError
 
-class AlreadyRunning(RuntimeError):
+
+class AlreadyRunning(StackError):
     """Another process holds the lock; ``holder`` is what it wrote about itself (may be empty)."""
 
     def __init__(self, path: Path, holder: dict):

@@ -372,23 +372,30 @@ def main(argv: list[str]) -> int:
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("names", nargs="*", help="services (default: all)")
     args = parser.parse_args(argv)
+    return exit_code(lambda: _act(args.action, args.names))
+
+
+def _act(action: str, names: list[str]) -> None:
+    services = all_services()
+    for name in names or list(services):
+        service = services[name]
+        if action == "start":
+            print(f"{name}: starting ...", flush=True)
+            print(service.start(), flush=True)
+        elif action == "stop":
+            print(service.stop(), flush=True)
+        else:
+            state = "healthy" if service.healthy(service.port) else "down"
+            print(f"{name}: {state} on port {service.port}")
+
+
+def exit_code(command: Callable[[], int | None]) -> int:
+    """Run a command-line action: a ``StackError`` becomes one line on stderr and exit code 1."""
     try:
-        services = all_services()
-        names = args.names or list(services)
-        for name in names:
-            service = services[name]
-            if args.action == "start":
-                print(f"{name}: starting ...", flush=True)
-                print(service.start(), flush=True)
-            elif args.action == "stop":
-                print(service.stop(), flush=True)
-            else:
-                state = "healthy" if service.healthy(service.port) else "down"
-                print(f"{name}: {state} on port {service.port}")
+        return command() or 0
     except StackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":
