@@ -213,7 +213,8 @@ def test_make_run_beside_the_suite_then_crashed_is_stopped_whole(run_dir):
         supervisor.kill()  # a crash: nothing of the run gets to clean up
         supervisor.wait()
         left = {processes.name_of(p): p for p in processes.marked(run_dir)}
-        assert {"job", "producer", "dashboard", "kinesis", "dynamodb", "opensearch"} <= set(left)
+        # (the producer may have finished replaying the sample data already)
+        assert {"job", "dashboard", "kinesis", "dynamodb", "opensearch"} <= set(left)
         jvms = [p for p in processes.marked(run_dir, ["job"]) if p.name() == "java"]
         assert jvms, "the job's JVM carries the run's marker"
 
