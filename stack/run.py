@@ -165,11 +165,7 @@ Press Ctrl-C to stop.
 def run_once() -> int:
     """The whole run under the lock; stops everything it started however it ends."""
     lock = RunLock(run_dir() / "run.lock")
-    try:
-        lock.acquire(role="run")
-    except AlreadyRunning as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    lock.acquire(role="run")  # AlreadyRunning names the holder
     for sig in (signal.SIGTERM, signal.SIGHUP):  # `make stop`, a closed terminal: stop like Ctrl-C
         signal.signal(sig, signal.default_int_handler)
     code = 0
