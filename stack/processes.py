@@ -43,7 +43,7 @@ def marked(directory: Path, names: Iterable[str] | None = None) -> list[psutil.P
             continue
         try:
             env = proc.environ()
-            if env.get(RUN_MARKER) != str(directory):
+            if env.get(RUN_MARKER) != str(directory.resolve()):
                 continue
             if wanted is not None and env.get(PROCESS_MARKER) not in wanted:
                 continue
