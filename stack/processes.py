@@ -36,6 +36,7 @@ def marked(directory: Path, names: Iterable[str] | None = None) -> list[psutil.P
     Processes of other users whose environment cannot be read are not ours; this process and its
     ancestors are never included."""
     wanted = set(names) if names is not None else None
+    mark = str(directory.resolve())
     own = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     found = []
     for proc in psutil.process_iter():
@@ -43,7 +44,7 @@ def marked(directory: Path, names: Iterable[str] | None = None) -> list[psutil.P
             continue
         try:
             env = proc.environ()
-            if env.get(RUN_MARKER) != str(directory.resolve()):
+            if env.get(RUN_MARKER) != mark:
                 continue
             if wanted is not None and env.get(PROCESS_MARKER) not in wanted:
                 continue
