@@ -1,5 +1,6 @@
 # Real-time stock analytics on Apache Flink: local pipeline, tests, packaging.
-# `make run` and `make test` install everything they need on first use.
+# `make run` and `make test` install everything they need on first use; only `make test` needs a
+# system package (Chromium, for the dashboard tests), so `make run` needs no root, sudo or apt.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -17,21 +18,37 @@ INFRA_VENV := .local/infra-venv
 RUNTIME_VENV := .local/flink-runtime
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test bench stop jar services clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel screenshot-alerts
+# `make run` uses KINESIS_PORT, OPENSEARCH_PORT, DYNAMODB_PORT, DASHBOARD_PORT and STACK_RUN_DIR as
+# given (defaults 4568, 9200, 8000, 8050). `make test` has its own ports and run directory, so the
+# suite can run while `make run` is running and never touches its data.
+TEST_KINESIS_PORT ?= 24568
+TEST_OPENSEARCH_PORT ?= 29200
+TEST_DYNAMODB_PORT ?= 28000
+TEST_DASHBOARD_PORT ?= 28050
+TEST_RUN_DIR ?= $(if $(filter 0,$(shell id -u)),/var/tmp/stock-analytics-test,$(CURDIR)/.local/test-run)
+TEST_ENV := KINESIS_PORT=$(TEST_KINESIS_PORT) OPENSEARCH_PORT=$(TEST_OPENSEARCH_PORT) \
+  DYNAMODB_PORT=$(TEST_DYNAMODB_PORT) DASHBOARD_PORT=$(TEST_DASHBOARD_PORT) STACK_RUN_DIR=$(TEST_RUN_DIR)
+
+.PHONY: help setup test-setup run test screenshot bench stop jar services clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel screenshot-alerts
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
-	@echo "make test   - the full test suite against real local services"
-	@echo "make stop   - stop anything a previous run left behind"
-	@echo "make setup  - install everything (done by run and test on first use)"
+	@echo "make test   - the full test suite against real local services (own ports; safe next to make run)"
+	@echo "make stop   - stop a running make run, and anything a previous run left behind"
+	@echo "make setup  - install what make run needs (done by run on first use; no root needed)"
+	@echo "make test-setup - also Chromium (apt) and checkov, for the tests (done by test on first use)"
+	@echo "make screenshot - regenerate docs/dashboard.png (the README's dashboard picture)"
 	@echo "make bench  - throughput, latency and fetcher benchmarks"
 	@echo "make package / deploy / start / destroy - AWS (see README, Deploy to AWS)"
 	@echo "make index-templates / dashboards-tunnel - AWS (see infra/README.md)"
 	@echo "make dashboards URL=... - import the OpenSearch Dashboards objects"
 	@echo "make screenshot-alerts - regenerate docs/dashboard-alerts.png (README, Alerts)"
 
-setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(CHROMIUM) \
-       $(OPENSEARCH_DIST)/bin/opensearch $(INFRA_VENV)/.installed $(RUNTIME_VENV)/.installed
+setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(OPENSEARCH_DIST)/bin/opensearch
+
+# What only the tests need: a browser for the dashboard tests, checkov for the template checks, and
+# the standalone cluster's Python for the cluster tests.
+test-setup: setup $(CHROMIUM) $(INFRA_VENV)/.installed $(RUNTIME_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or set PYTHON=..."; exit 1; }
@@ -60,12 +77,13 @@ $(LIVE_NODE_PACKAGES): dashboards/live/package.json dashboards/live/package-lock
 	cd dashboards/live && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# The browser the dashboard tests drive: Debian's package (Playwright downloads no browser).
+# The browser the dashboard tests drive: Debian's package (Playwright downloads no browser). It brings
+# a font with it (fontconfig's dependency), which the screenshot needs.
 $(CHROMIUM):
 	@echo "==> Chromium for the dashboard tests (apt)"
 	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium
 
 $(OPENSEARCH_DIST)/bin/opensearch:
 	@echo "==> OpenSearch $(OPENSEARCH_VERSION) (Maven Central)"
@@ -123,9 +141,15 @@ screenshot-alerts: services
 run: setup
 	$(PY) -m stack.run
 
-test: setup
-	$(PY) -m stack.services start
-	$(PY) -m pytest tests $(PYTEST_ARGS); status=$$?; $(PY) -m stack.services stop; exit $$status
+test: test-setup
+	$(TEST_ENV) $(PY) -m stack.services start
+	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_ARGS); status=$$?; $(TEST_ENV) $(PY) -m stack.services stop; exit $$status
+
+# The README's picture of the live dashboard, taken by its browser test on the test stack.
+screenshot: test-setup
+	$(TEST_ENV) $(PY) -m stack.services start opensearch
+	$(TEST_ENV) DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(PY) -m pytest tests/test_dashboard_live.py -q \
+	  -k draws; status=$$?; $(TEST_ENV) $(PY) -m stack.services stop opensearch; exit $$status
 
 # A benchmark, not a test: prints a table, writes bench/results/; BENCH_ARGS picks parts and sizes.
 BENCH_ARGS ?= all
@@ -133,6 +157,8 @@ bench: setup
 	$(PY) -m stack.services start
 	$(PY) -m bench $(BENCH_ARGS)
 
+# Ends a live `make run` (it stops itself), then every process still marked with the run directory
+# (the job's JVM included), also those of a run that crashed or was killed.
 stop:
 	-$(PY) -m stack.run --stop
 	-$(PY) -m stack.services stop

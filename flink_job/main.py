@@ -8,8 +8,9 @@ Steps, in order (each a function below):
 5. sinks: Kinesis ``stock_sma_stream`` and the OpenSearch indices;
 6. insert: one statement set, so every sink runs in one job (the first INSERT would otherwise start it).
 
-Nothing happens at import; ``python -m flink_job.main --properties stack/application_properties.json``
-runs it locally on a mini-cluster, and Managed Flink runs ``main.py`` without arguments.
+Nothing happens at import; ``python -m flink_job.main --properties FILE`` runs it locally on a
+mini-cluster (``python -m stack.properties`` writes FILE for the local ports), and Managed Flink runs
+``main.py`` without arguments.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from flink_job.config import JobConfig, StreamConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "flink_job" / "index_templates"
-LOCAL_PROPERTIES = ROOT / "stack" / "application_properties.json"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
@@ -72,7 +71,9 @@ def ensure_all(config: JobConfig, shards: int = 1) -> None:
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else LOCAL_PROPERTIES
+    from stack.properties import write_local_properties
+
+    path = Path(argv[0]) if argv else write_local_properties()
     config = load_config(path)
     ensure_all(config)
     print(f"streams {config.source.stream_name}, {config.sink.stream_name} active; "

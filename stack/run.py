@@ -1,9 +1,13 @@
 """``make run``: the whole pipeline locally, live, until Ctrl-C.
 
-Starts the local services, creates the streams and index templates, then runs the producer (replay of
-the shipped sample data by default, the live Alpha Vantage API when ``ALPHAVANTAGE_API_KEY`` is set) and
-the Flink job on a local mini-cluster, and prints what arrives in OpenSearch. Ctrl-C stops everything.
-``python -m stack.run --stop`` ends what a previous run left behind.
+Starts the local services, creates the streams and index templates, then runs the processes of
+``PROCESSES`` (the Flink job on a local mini-cluster, the producer, the live dashboard) and prints,
+every few seconds, the job's state and restarts, which services answer and what arrived in OpenSearch.
+
+One run per run directory: the run holds ``<run dir>/run.lock`` (see ``run_lock``) from start until it
+has stopped everything, and a second run names it and exits. Every process it starts is marked with
+the run directory (see ``processes``), so Ctrl-C, SIGTERM and ``python -m stack.run --stop``
+(``make stop``) end all of them, the job's JVM included, also after a run crashed or was killed.
 """
 
 from __future__ import annotations
@@ -14,143 +18,223 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
-import requests
+from flink_job.config import JobConfig, load_config
+from stack import processes, resources, services, status
+from stack.properties import write_local_properties
+from stack.run_lock import AlreadyRunning, RunLock
+from stack.services import Ports, StackError, exit_code, free_port, run_dir
 
-from flink_job.config import load_config
-from stack import resources, services
-from stack.services import ROOT, StackError, run_dir
-
-PROPERTIES = ROOT / "stack" / "application_properties.json"
-PROCESSES = ("job", "producer", "dashboard", "alerts")
-DASHBOARD_PORT = os.environ.get("DASHBOARD_PORT", "8050")
+STOP_WAIT_S = 120.0  # how long `make stop` lets a live run stop itself before killing it
 ALERTS_TABLE = "stock_alerts"
 
 
-def _pid_file(name: str) -> Path:
-    return run_dir() / f"{name}.pid"
+@dataclass(frozen=True)
+class RunContext:
+    """What the processes of one run need to know."""
+
+    ports: Ports
+    config: JobConfig
+    properties: Path
+    flink_rest_port: int
 
 
-def producer_command() -> list[str]:
+@dataclass(frozen=True)
+class Process:
+    """A long-running process of ``make run``; the run ends when an ``essential`` one exits."""
+
+    name: str
+    command: Callable[[RunContext], list[str]]
+    env: Callable[[RunContext], dict[str, str]] = lambda ctx: {}
+    essential: bool = False
+
+
+def job_command(ctx: RunContext) -> list[str]:
+    return [sys.executable, "-m", "flink_job.main", "--properties", str(ctx.properties),
+            "--checkpoint-dir", str(run_dir() / "checkpoints"), "--rest-port", str(ctx.flink_rest_port)]
+
+
+def producer_command(ctx: RunContext) -> list[str]:
     if os.environ.get("ALPHAVANTAGE_API_KEY"):
         return [sys.executable, "-m", "fetcher_lambda", "--every", "60", "--create-resources"]
     return [sys.executable, "-m", "fetcher_lambda", "--replay"]
 
 
-def producer_env(config) -> dict[str, str]:
-    ports = services.Ports.from_env()
+def producer_env(ctx: RunContext) -> dict[str, str]:
     return {
-        "STREAM_NAME": config.source.stream_name,
-        "KINESIS_ENDPOINT_URL": config.source.endpoint or "",
-        "DYNAMODB_ENDPOINT_URL": f"http://127.0.0.1:{ports.dynamodb}",
-        "AWS_REGION": config.source.region,
+        "STREAM_NAME": ctx.config.source.stream_name,
+        "KINESIS_ENDPOINT_URL": ctx.ports.url("kinesis"),
+        "DYNAMODB_ENDPOINT_URL": ctx.ports.url("dynamodb"),
+        "AWS_REGION": ctx.config.source.region,
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
     }
 
 
-def alerts_env(config) -> dict[str, str]:
+def alerts_env(ctx: RunContext) -> dict[str, str]:
     """The alerts runner (and the dashboard's alerts feed): the enriched stream and the local
     DynamoDB; ``ALERT_WEBHOOK_URL`` and ``ALERT_RULES`` pass through from the environment."""
-    return {**producer_env(config), "STREAM_NAME": config.sink.stream_name,
-            "KINESIS_ENDPOINT_URL": config.sink.endpoint or "", "ALERTS_TABLE": ALERTS_TABLE}
+    return {**producer_env(ctx), "STREAM_NAME": ctx.config.sink.stream_name, "ALERTS_TABLE": ALERTS_TABLE}
 
 
-def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    log = open(run_dir() / f"{name}.log", "ab")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    _pid_file(name).write_text(str(proc.pid))
-    return proc
+def alerts_command(ctx: RunContext) -> list[str]:
+    return [sys.executable, "-m", "alerts", "--create-table"]
 
 
-def stop_processes() -> None:
-    for name in PROCESSES:
-        try:
-            pid = int(_pid_file(name).read_text())
-        except (FileNotFoundError, ValueError):
-            continue
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(50):
-                os.killpg(pid, 0)
-                time.sleep(0.2)
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _pid_file(name).unlink(missing_ok=True)
-        print(f"{name}: stopped")
+def dashboard_command(ctx: RunContext) -> list[str]:
+    return [sys.executable, "-m", "dashboards.live.server", "--port", str(ctx.ports.dashboard),
+            "--opensearch", ctx.ports.url("opensearch"), "--alerts-table", ALERTS_TABLE,
+            "--dynamodb", ctx.ports.url("dynamodb")]
 
 
-def count(base: str, index: str) -> int:
-    try:
-        return requests.get(f"{base}/{index}/_count", timeout=2).json().get("count", 0)
-    except (requests.RequestException, ValueError):
-        return 0
+# Started in this order, stopped in this order (the job first, so it stops writing before the rest).
+PROCESSES = (
+    Process("job", job_command, essential=True),
+    Process("producer", producer_command, producer_env),
+    Process("dashboard", dashboard_command, alerts_env),
+    Process("alerts", alerts_command, alerts_env),
+)
 
 
-def show_progress(base: str, procs: dict[str, subprocess.Popen]) -> None:
+def start_processes(ctx: RunContext) -> dict[str, subprocess.Popen]:
+    return {p.name: processes.spawn(p.name, p.command(ctx), {**ctx.ports.as_env(), **p.env(ctx)})
+            for p in PROCESSES}
+
+
+def stop_all(directory: Path) -> None:
+    """End every process marked with ``directory``: the table's in its order, then the services."""
+    names = [p.name for p in PROCESSES]
+    for name in names:
+        _end(directory, name, processes.marked(directory, [name]))
+    rest = processes.marked(directory)
+    for name in dict.fromkeys(processes.name_of(p) for p in rest):
+        _end(directory, name, [p for p in rest if processes.name_of(p) == name])
+
+
+def _end(directory: Path, name: str, found: list) -> None:
+    (directory / f"{name}.pid").unlink(missing_ok=True)
+    if found:
+        processes.end(found)
+        print(f"{name}: stopped (pid {', '.join(str(p.pid) for p in found)})", flush=True)
+
+
+def show_progress(ctx: RunContext, procs: dict[str, subprocess.Popen]) -> None:
+    checked = services.all_services(ctx.ports)
+    checked = {name: checked[name] for name in ("kinesis", "opensearch")}
+    job_seen = False
     while True:
-        for name, proc in procs.items():
-            if proc.poll() is not None and name == "job":
-                raise StackError(f"the Flink job exited with code {proc.returncode}; see {run_dir() / 'job.log'}")
-        counts = {i: count(base, i) for i in ("stock-indicators", "stock-signals", "stock-dlq")}
-        print(time.strftime("%H:%M:%S"), "  ".join(f"{k}={v}" for k, v in counts.items()), flush=True)
+        finished = {}
+        for process in PROCESSES:
+            code = procs[process.name].poll()
+            if code is None:
+                continue
+            if process.essential:
+                raise StackError(f"{process.name} exited with code {code}; see {run_dir() / process.name}.log")
+            finished[process.name] = "finished" if code == 0 else f"exited with code {code} (see its log)"
+        job = status.job_status(ctx.flink_rest_port)
+        if job.state == "starting" and job_seen:
+            job = status.JobStatus("not answering on its REST API")
+        job_seen = job_seen or job.state != "starting"
+        print(status.progress_line(job, checked, ctx.ports.url("opensearch"), finished), flush=True)
         time.sleep(5)
 
 
-def run() -> None:
-    config = load_config(PROPERTIES)
-    for name, service in services.all_services().items():
+def start(lock: RunLock) -> RunContext:
+    ports = Ports.from_env()
+    leftovers = processes.marked(run_dir(), [p.name for p in PROCESSES])
+    if leftovers:
+        print(f"ending {len(leftovers)} processes an earlier run left behind", flush=True)
+        processes.end(leftovers)
+    properties = write_local_properties(run_dir() / "application_properties.json", ports)
+    ctx = RunContext(ports, load_config(properties), properties, free_port())
+    lock.update(ports=asdict(ports), flink_rest_port=ctx.flink_rest_port)
+    for name, service in services.all_services(ports).items():
         print(f"{name}: starting ...", flush=True)
         print(service.start(), flush=True)
-    resources.ensure_all(config)
-    base = config.opensearch.hosts.rstrip("/")
-    procs = {
-        "job": spawn("job", [sys.executable, "-m", "flink_job.main", "--properties", str(PROPERTIES),
-                             "--checkpoint-dir", str(run_dir() / "checkpoints")]),
-        "producer": spawn("producer", producer_command(), producer_env(config)),
-        "dashboard": spawn("dashboard", [sys.executable, "-m", "dashboards.live.server",
-                                         "--port", DASHBOARD_PORT, "--opensearch", base,
-                                         "--alerts-table", ALERTS_TABLE,
-                                         "--dynamodb", alerts_env(config)["DYNAMODB_ENDPOINT_URL"]],
-                           alerts_env(config)),
-        "alerts": spawn("alerts", [sys.executable, "-m", "alerts", "--create-table"], alerts_env(config)),
-    }
+    resources.ensure_all(ctx.config)
+    return ctx
+
+
+def run(lock: RunLock) -> None:
+    ctx = start(lock)
+    procs = start_processes(ctx)
+    base = ctx.ports.url("opensearch")
     print(f"""
 The pipeline is running (logs in {run_dir()}).
-  Live dashboard:        http://127.0.0.1:{DASHBOARD_PORT}/
+  Live dashboard:        {ctx.ports.url("dashboard")}/
   Latest enriched bars:  curl -s '{base}/stock-indicators/_search?size=5&sort=ts:desc&pretty'
   Signals:               curl -s '{base}/stock-signals/_search?size=5&sort=ts:desc&pretty'
   Dead letters:          curl -s '{base}/stock-dlq/_search?pretty'
-  Enriched stream:       Kinesis '{config.sink.stream_name}' at {config.sink.endpoint}
+  Enriched stream:       Kinesis '{ctx.config.sink.stream_name}' at {ctx.config.sink.endpoint}
   Alerts:                in the dashboard; {run_dir() / 'alerts.log'}; POSTed to ALERT_WEBHOOK_URL if set
+  Flink REST API:        http://127.0.0.1:{ctx.flink_rest_port}/jobs/overview
 Press Ctrl-C to stop.
 """, flush=True)
-    show_progress(base, procs)
+    show_progress(ctx, procs)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--stop", action="store_true", help="stop the job and producer of a previous run")
-    args = parser.parse_args(argv)
-    run_dir().mkdir(parents=True, exist_ok=True)
-    if args.stop:
-        stop_processes()
-        return 0
+def run_once() -> int:
+    """The whole run under the lock; stops everything it started however it ends."""
+    lock = RunLock(run_dir() / "run.lock")
+    lock.acquire(role="run")  # AlreadyRunning names the holder
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # `make stop`, a closed terminal: stop like Ctrl-C
+        signal.signal(sig, signal.default_int_handler)
+    code = 0
     try:
-        run()
+        run(lock)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     except StackError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        code = 1
     finally:
-        stop_processes()
-        for service in services.all_services().values():
-            print(service.stop(), flush=True)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # stopping runs to its end
+            signal.signal(sig, signal.SIG_IGN)
+        lock.update(state="stopping")
+        stop_all(run_dir())
+        lock.release()
+    return code
+
+
+def stop_run() -> int:
+    """``make stop``: ask a live run to stop (killing it if it does not), then end whatever is left."""
+    lock = RunLock(run_dir() / "run.lock")
+    holder = lock.holder()
+    pid = holder.get("pid")
+    if pid and holder.get("role") == "run":
+        print(f"asking the running `make run` (pid {pid}) to stop ...", flush=True)
+        _signal(pid, signal.SIGTERM)
+    try:
+        lock.acquire(wait_s=STOP_WAIT_S, role="stop")
+    except AlreadyRunning:
+        if pid:
+            print(f"pid {pid} did not stop within {STOP_WAIT_S:.0f}s: killing it", flush=True)
+            _signal(pid, signal.SIGKILL)
+        lock.acquire(wait_s=10, role="stop")
+    try:
+        stop_all(run_dir())
+    finally:
+        lock.release()
     return 0
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--stop", action="store_true",
+                        help="stop a running run, and everything a previous run left behind")
+    args = parser.parse_args(argv)
+    run_dir().mkdir(parents=True, exist_ok=True)
+    return exit_code(stop_run if args.stop else run_once)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ One way to start each service, no Docker:
   OpenSearch refuses to run as root.
 - DynamoDB (the fetcher's cursor table): dynalite (npm), a DynamoDB implementation on LevelDB.
 
-Every service writes a pid file and a log under the run directory. ``start`` is idempotent (a healthy
-service that is already ours is left alone), refuses a port that something else holds, and waits
-until the service answers; ``stop`` ends the whole process group and waits for the port to be free.
+Every service writes a pid file and a log under the run directory and carries the run directory in
+its environment (``RUN_MARKER``), so it can be found without the pid file. ``start`` is idempotent (a
+healthy service that is already ours is left alone), refuses a port that something else holds, and
+waits until the service answers; ``stop`` ends the whole process group and waits for the port to be
+free. Ports come from ``KINESIS_PORT``, ``OPENSEARCH_PORT``, ``DYNAMODB_PORT`` (``Ports``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import requests
 
@@ -37,38 +39,72 @@ class StackError(RuntimeError):
     """A local service could not be started or stopped; the message says what to do."""
 
 
+# Every local endpoint's port, the variable that sets it, and its default: the one place they are named.
+PORT_VARIABLES = {"kinesis": ("KINESIS_PORT", 4568), "opensearch": ("OPENSEARCH_PORT", 9200),
+                  "dynamodb": ("DYNAMODB_PORT", 8000), "dashboard": ("DASHBOARD_PORT", 8050)}
+# Set in the environment of every process the stack starts (and so inherited by their children, the
+# JVMs among them): ``make stop`` finds a run's processes by it even when pid files are gone.
+RUN_MARKER = "STOCK_ANALYTICS_RUN_DIR"
+PROCESS_MARKER = "STOCK_ANALYTICS_PROCESS"
+
+
 @dataclass(frozen=True)
 class Ports:
     kinesis: int
     opensearch: int
     dynamodb: int
+    dashboard: int = PORT_VARIABLES["dashboard"][1]
 
     @classmethod
-    def from_env(cls) -> "Ports":
-        return cls(
-            kinesis=int(os.environ.get("KINESIS_PORT", "4568")),
-            opensearch=int(os.environ.get("OPENSEARCH_PORT", "9200")),
-            dynamodb=int(os.environ.get("DYNAMODB_PORT", "8000")),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Ports":
+        """The ports from ``KINESIS_PORT``, ``OPENSEARCH_PORT``, ``DYNAMODB_PORT``, ``DASHBOARD_PORT``."""
+        env = os.environ if environ is None else environ
+        ports = {}
+        for name, (variable, default) in PORT_VARIABLES.items():
+            value = env.get(variable, str(default))
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise StackError(f"{variable}={value!r} is not a port number (1-65535)")
+            ports[name] = int(value)
+        return cls(**ports)
+
+    def url(self, service: str) -> str:
+        """The local base URL of ``service`` (a field name: kinesis, opensearch, dynamodb, dashboard)."""
+        return f"http://127.0.0.1:{getattr(self, service)}"
+
+    def as_env(self) -> dict[str, str]:
+        """The variables that select these ports, for a child process."""
+        return {variable: str(getattr(self, name)) for name, (variable, _) in PORT_VARIABLES.items()}
 
 
 def run_dir() -> Path:
-    """Where pid files, logs and service data live.
+    """Where pid files, logs, the run lock and service data live (an absolute path).
 
     As root the directory must be usable by the unprivileged OpenSearch user, and the checkout may sit
     below a folder that user cannot enter (``/root``), so root uses a world-traversable system path.
     """
-    if "STACK_RUN_DIR" in os.environ:
-        return Path(os.environ["STACK_RUN_DIR"])
+    if os.environ.get("STACK_RUN_DIR"):
+        return Path(os.environ["STACK_RUN_DIR"]).resolve()
     if os.geteuid() == 0:
         return Path("/var/tmp/stock-analytics")
     return ROOT / ".local" / "run"
+
+
+def marker_env(name: str) -> dict[str, str]:
+    """The variables that mark a process (and its children) as ``name`` of this run directory's stack."""
+    return {RUN_MARKER: str(run_dir()), PROCESS_MARKER: name}
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -158,7 +194,7 @@ class Service:
         log = open(self.log_file, "ab")
         preexec = _drop_privileges(user) if user else None
         return subprocess.Popen(
-            cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            cmd, cwd=cwd, env={**os.environ, **marker_env(self.name), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec,
         )
 
@@ -336,23 +372,30 @@ def main(argv: list[str]) -> int:
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("names", nargs="*", help="services (default: all)")
     args = parser.parse_args(argv)
+    return exit_code(lambda: _act(args.action, args.names))
+
+
+def _act(action: str, names: list[str]) -> None:
     services = all_services()
-    names = args.names or list(services)
+    for name in names or list(services):
+        service = services[name]
+        if action == "start":
+            print(f"{name}: starting ...", flush=True)
+            print(service.start(), flush=True)
+        elif action == "stop":
+            print(service.stop(), flush=True)
+        else:
+            state = "healthy" if service.healthy(service.port) else "down"
+            print(f"{name}: {state} on port {service.port}")
+
+
+def exit_code(command: Callable[[], int | None]) -> int:
+    """Run a command-line action: a ``StackError`` becomes one line on stderr and exit code 1."""
     try:
-        for name in names:
-            service = services[name]
-            if args.action == "start":
-                print(f"{name}: starting ...", flush=True)
-                print(service.start(), flush=True)
-            elif args.action == "stop":
-                print(service.stop(), flush=True)
-            else:
-                state = "healthy" if service.healthy(service.port) else "down"
-                print(f"{name}: {state} on port {service.port}")
+        return command() or 0
     except StackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

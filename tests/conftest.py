@@ -24,8 +24,9 @@ def _require_service(client, call: Callable[[], object], name: str, endpoint: st
     try:
         call()
     except BotoCoreError as err:
-        pytest.fail(f"local {name} is not reachable at {endpoint} ({err}); "
-                    "start it with: .venv/bin/python -m stack.services start kinesis dynamodb")
+        pytest.fail(f"local {name} is not reachable at {endpoint} ({err}); start it with "
+                    ".venv/bin/python -m stack.services start kinesis dynamodb (same KINESIS_PORT, "
+                    "DYNAMODB_PORT and STACK_RUN_DIR as this run), or run `make test`")
     return client
 
 

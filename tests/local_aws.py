@@ -1,12 +1,21 @@
-"""Endpoints of, and boto3 clients for, the local Kinesis and DynamoDB the fetcher tests use."""
+"""Endpoints of, and boto3 clients for, the local services the tests use.
+
+Ports come from ``KINESIS_PORT``, ``OPENSEARCH_PORT``, ``DYNAMODB_PORT`` like everywhere else
+(``stack.services.Ports``); ``make test`` sets its own, so the suite never touches ``make run``'s data.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
-KINESIS_URL = os.environ.get("TEST_KINESIS_ENDPOINT_URL", "http://127.0.0.1:4568")
-DYNAMODB_URL = os.environ.get("TEST_DYNAMODB_ENDPOINT_URL", "http://127.0.0.1:8000")
+from stack.services import Ports, port_open
+
+PORTS = Ports.from_env()
+KINESIS_URL = os.environ.get("TEST_KINESIS_ENDPOINT_URL", PORTS.url("kinesis"))
+DYNAMODB_URL = os.environ.get("TEST_DYNAMODB_ENDPOINT_URL", PORTS.url("dynamodb"))
+OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", PORTS.url("opensearch"))
 ENDPOINTS = {"kinesis": KINESIS_URL, "dynamodb": DYNAMODB_URL}
 
 
@@ -20,3 +29,14 @@ def local_client(service: str) -> Any:
         aws_access_key_id="local", aws_secret_access_key="local",
         config=Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}),
     )
+
+
+def spare_port(offset: int = 0) -> int:
+    """A free port whose companion ``port + offset`` is free too (Kinesis' TLS listener, OpenSearch's
+    transport port)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port + offset < 65536 and not port_open(port + offset):
+            return port

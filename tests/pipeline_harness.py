@@ -20,9 +20,8 @@ import requests
 
 from flink_job.config import load_config
 from stack import resources
+from stack.properties import local_property_groups
 from stack.services import ROOT
-
-LOCAL_PROPERTIES = ROOT / "stack" / "application_properties.json"
 
 
 def unique_symbol(prefix: str) -> str:
@@ -31,8 +30,9 @@ def unique_symbol(prefix: str) -> str:
 
 
 def properties_for(tmp_dir: Path, tag: str) -> Path:
-    """The local properties with streams of this harness's own."""
-    groups = json.loads(LOCAL_PROPERTIES.read_text())
+    """The local properties (endpoints on the ports of the environment) with streams of this
+    harness's own."""
+    groups = local_property_groups()
     for group in groups:
         if group["PropertyGroupId"] == "InputStream0":
             group["PropertyMap"]["stream.name"] = f"test_in_{tag}"

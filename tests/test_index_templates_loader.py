@@ -19,8 +19,7 @@ import pytest
 import requests
 
 from infra import index_templates_loader as loader
-
-OPENSEARCH = "http://127.0.0.1:9200"
+from tests.local_aws import OPENSEARCH_URL as OPENSEARCH
 JOB_TEMPLATES = Path(__file__).resolve().parent.parent / "flink_job" / "index_templates"
 
 
@@ -137,7 +136,7 @@ def test_settings_come_from_the_environment():
     settings = loader.Settings.from_env({"OPENSEARCH_ENDPOINT": "vpc-x.es.amazonaws.com",
                                          "MASTER_SECRET_ARN": "arn:secret", "DATA_NODES": "4"})
     assert settings == loader.Settings("https://vpc-x.es.amazonaws.com", "arn:secret", 4)
-    assert loader.Settings.from_env({"OPENSEARCH_ENDPOINT": "http://127.0.0.1:9200/"}).endpoint == OPENSEARCH
+    assert loader.Settings.from_env({"OPENSEARCH_ENDPOINT": "http://127.0.0.1:9200/"}).endpoint == "http://127.0.0.1:9200"
     with pytest.raises(loader.LoadError, match="OPENSEARCH_ENDPOINT"):
         loader.Settings.from_env({})
     with pytest.raises(loader.LoadError, match="DATA_NODES"):

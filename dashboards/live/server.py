@@ -1,6 +1,8 @@
 """The live local dashboard's backend: the page, its static files and a read-only JSON API.
 
-    python -m dashboards.live.server --port 8050 --opensearch http://127.0.0.1:9200
+    python -m dashboards.live.server [--port N] [--opensearch URL]
+
+Defaults: ``DASHBOARD_PORT`` (8050) and the local OpenSearch on ``OPENSEARCH_PORT`` (9200).
 
 The browser talks only to this server: it never learns where OpenSearch is and can ask only the
 questions below. API (GET, JSON; errors are ``{"error": "..."}`` with a 4xx/5xx status):
@@ -30,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 from dashboards.live import params
 from dashboards.live.alerts_reader import AlertsReader
 from dashboards.live.opensearch_reader import OpenSearchUnavailable, Reader
+from stack.services import Ports
 
 log = logging.getLogger("dashboards.live")
 
@@ -168,8 +171,11 @@ def make_server(host: str, port: int, opensearch: str, index_prefix: str = "",
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m dashboards.live.server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8050, help="port to listen on; 0 picks a free one")
-    parser.add_argument("--opensearch", default="http://127.0.0.1:9200", help="OpenSearch base URL")
+    ports = Ports.from_env()
+    parser.add_argument("--port", type=int, default=ports.dashboard,
+                        help=f"port to listen on; 0 picks a free one (default: DASHBOARD_PORT or {ports.dashboard})")
+    parser.add_argument("--opensearch", default=ports.url("opensearch"),
+                        help=f"OpenSearch base URL (default: {ports.url('opensearch')}, from OPENSEARCH_PORT)")
     parser.add_argument("--index-prefix", default="", help="prefix of the index names (default: none)")
     parser.add_argument("--alerts-table", help="DynamoDB table of the alerts (default: no alerts feed)")
     parser.add_argument("--dynamodb", help="DynamoDB endpoint URL of the alerts table (default: AWS's)")
