@@ -59,7 +59,7 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 jar: $(JAR)
-$(JAR): flink_job/pom.xml
+$(JAR): flink_job/pom.xml $(shell find flink_job/src -name "*.java")
 	@command -v mvn >/dev/null || { echo "error: mvn not found; install Maven 3.8+ and a JDK 11 or 17"; exit 1; }
 	@echo "==> connector uber-jar (Maven)"
 	cd flink_job && mvn --batch-mode --quiet --no-transfer-progress package

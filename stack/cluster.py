@@ -32,7 +32,7 @@ from pathlib import Path
 
 import requests
 
-from stack.services import ROOT, StackError, _pid_alive, port_open, run_dir
+from stack.services import ROOT, StackError, _pid_alive, marker_env, port_open, run_dir
 
 RUNTIME_VENV = ROOT / ".local" / "flink-runtime"
 RUN_OPTIONS_GROUP = "kinesis.analytics.flink.run.options"
@@ -175,6 +175,8 @@ class FlinkCluster:
             # The local Kinesis speaks JSON only; both AWS SDKs in the connector default to CBOR.
             "AWS_CBOR_DISABLE": "true",
             "AWS_CBOR_ENABLED": "false",
+            # Marks every JVM as this run directory's, so `make stop` finds them without pid files.
+            **marker_env("flink-cluster"),
         })
         env.update(extra or {})
         return env
