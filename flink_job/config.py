@@ -148,7 +148,7 @@ def _opensearch(groups: Groups) -> OpenSearchConfig:
     if not max_actions.isdigit() or int(max_actions) < 1:
         raise _invalid(group, "bulk.flush.max-actions", "an integer >= 1", max_actions)
     return OpenSearchConfig(
-        hosts=_required(groups, group, "hosts"),
+        hosts=_required(groups, "OpenSearch0", "hosts"),
         username=props.get("username") or None,
         password=props.get("password") or None,
         flush_interval=props.get("bulk.flush.interval", "200ms").strip(),
