@@ -1,9 +1,13 @@
 """Structured JSON log lines of the job, in the fetcher's style: one JSON object per line.
 
-``{"event": "job_start", "level": "INFO", "logger": "flink_job", ...}``. The lines go to stderr,
-in the client process (``main``) and in the TaskManager where the operator runs (thread mode
-embeds Python in its JVM, so its stderr is the TaskManager's). On Managed Flink the application's
-CloudWatch logging option collects both; locally they are in the job's own output.
+``{"event": "job_start", "level": "INFO", "logger": "flink_job", ...}``. Where they go:
+- in the process that runs ``main`` (the start line, a configuration error): stderr;
+- inside the job (the operator's lines): Flink's own log, through the JVM's SLF4J logger
+  ``flink_job`` (``use_flink_log``), because in thread mode Python runs inside the TaskManager's JVM
+  and its stderr is not the TaskManager's log (a local mini-cluster's JVM does not even read it).
+  On Managed Flink that log is what the application's CloudWatch logging option ships; locally it
+  is the mini-cluster's log file in ``FLINK_LOG_DIR``. In process mode Flink's Python worker
+  forwards Python logging to the same log.
 
 Events: ``job_start`` (mode, versions, configuration without secrets), ``config_error``,
 ``state_restored`` (symbols restored since the last line, state layout version), ``state_reset``
@@ -46,9 +50,31 @@ def job_logger() -> logging.Logger:
     return logger
 
 
+_flink_logger: Any = None  # the JVM's SLF4J logger, once use_flink_log found one
+
+
+def use_flink_log() -> bool:
+    """Send this process's job lines to Flink's log, if Python runs embedded in Flink's JVM (thread
+    mode); otherwise keep Python logging. Returns whether Flink's log is used."""
+    global _flink_logger
+    try:
+        from pemja import findClass  # only importable inside the JVM
+        _flink_logger = findClass("org.slf4j.LoggerFactory").getLogger(LOGGER_NAME)
+    except Exception:  # noqa: BLE001 - any failure means: not embedded, keep Python logging
+        _flink_logger = None
+    return _flink_logger is not None
+
+
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> str:
     """Write one JSON line ``{"event": event, "level": ..., **fields}``; returns the line."""
     line = json.dumps({"event": event, "level": logging.getLevelName(level), "logger": LOGGER_NAME, **fields},
                       default=str, separators=(",", ":"))
-    job_logger().log(level, line)
+    if _flink_logger is None:
+        job_logger().log(level, line)
+    elif level >= logging.ERROR:
+        _flink_logger.error(line)
+    elif level >= logging.WARNING:
+        _flink_logger.warn(line)
+    else:
+        _flink_logger.info(line)
     return line

@@ -17,7 +17,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS, Activity
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import InvalidBar, clip_utf8, format_ts, parse_keyed
-from flink_job.logs import log_event
+from flink_job.logs import log_event, use_flink_log
 from flink_job.schema import BAR_FIELDS, DLQ_FIELDS, INDICATOR_FIELDS, SIGNAL_FIELDS, names, row_type
 from flink_job.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
 
@@ -58,6 +58,7 @@ class AnalyzeBars(KeyedProcessFunction):
         group = runtime_context.get_metrics_group()
         self.counters = {name: group.counter(name) for name in COUNTERS}
         self.activity = Activity(int(time.time() * 1000), self.summary_interval_ms)
+        use_flink_log()
 
     def close(self):
         self._log_activity(int(time.time() * 1000))

@@ -21,6 +21,7 @@ import requests
 from flink_job.config import load_config
 from stack import resources
 from stack.services import ROOT
+from tests.flink_rest import FlinkRest, free_port
 
 LOCAL_PROPERTIES = ROOT / "stack" / "application_properties.json"
 
@@ -164,3 +165,17 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, harness
             return
         time.sleep(1)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def start_with_rest(harness: JobHarness, extra_args: Iterable[str] = (), env: Mapping[str, str] | None = None) -> FlinkRest:
+    """Start the job with its REST API on a free port; return the API once the job runs."""
+    port = free_port()
+    harness.start(["--rest-port", str(port), *extra_args], env=env)
+    rest = FlinkRest(port)
+    wait_for(lambda: rest.running_job() is not None, 120, "the job to run", harness)
+    return rest
+
+
+def assert_no_restarts(rest: FlinkRest) -> None:
+    """For tests that fail nothing on purpose: any restart of the job is a defect."""
+    assert rest.failures(rest.running_job()) == [], "the job restarted"

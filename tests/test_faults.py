@@ -21,7 +21,7 @@ from flink_job.symbol_state import SymbolTracker
 from stack.services import all_services
 from tests.bar_data import generate_bars
 from tests.flink_rest import FlinkRest, free_port
-from tests.pipeline_harness import JobHarness, unique_symbol, wait_for
+from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 
 COMPARED = ("close", "volume", "sma_5", "sma_20", "sma_50", "ema_12", "ema_26", "macd", "macd_signal",
             "rsi_14", "bb_upper", "bb_lower", "vwap", "volume_z_20", "trend")
@@ -29,11 +29,7 @@ COMPARED = ("close", "volume", "sma_5", "sma_20", "sma_50", "ema_12", "ema_26", 
 
 def start_job(tmp_path, **kwargs) -> tuple[JobHarness, FlinkRest]:
     harness = JobHarness(tmp_path, **kwargs)
-    port = free_port()
-    harness.start(["--rest-port", str(port)])
-    rest = FlinkRest(port)
-    wait_for(lambda: rest.running_job() is not None, 120, "the job to run", harness)
-    return harness, rest
+    return harness, start_with_rest(harness)
 
 
 def count(harness: JobHarness, index: str, query: dict) -> int:
@@ -145,7 +141,7 @@ def test_fuzzed_bad_input_is_dead_lettered_and_good_bars_indexed_once(tmp_path):
         # Upserts hide a repeated write in OpenSearch; the output stream does not.
         out = harness.output_for(symbols)
         assert sorted(f"{r['symbol']}|{r['ts']}" for r in out) == sorted(good_ids), "each bar once on the stream"
-        assert rest.failures(rest.running_job()) == [], "the job restarted"
+        assert_no_restarts(rest)
     finally:
         harness.stop()
 
@@ -225,6 +221,6 @@ def test_a_job_restored_from_its_checkpoint_equals_an_uninterrupted_run(tmp_path
         restored = FlinkRest(port)
         assert restored.restored_from(restored.running_job()) == checkpoint
         assert_documents_match_model(harness, bars)
-        assert restored.failures(restored.running_job()) == [], "the restored job restarted"
+        assert_no_restarts(restored)
     finally:
         harness.stop()

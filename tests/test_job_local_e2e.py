@@ -10,6 +10,7 @@ One job (parallelism 2, a 2 s summary interval) serves the module, tests in file
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from datetime import date
 
@@ -24,9 +25,8 @@ from flink_job.bars import parse_bar
 from flink_job.symbol_state import SymbolTracker
 from tests import fake_alphavantage as fake
 from tests.bar_data import generate_bars
-from tests.flink_rest import FlinkRest, free_port
 from tests.local_aws import DYNAMODB_URL, KINESIS_URL
-from tests.pipeline_harness import JobHarness, unique_symbol, wait_for
+from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 
 COMPARED = ("open", "high", "low", "close", "volume", "interval", "source", "session", "sma_5", "sma_20",
             "ema_12", "macd", "rsi_14", "bb_upper", "vwap", "return_1", "trend")
@@ -34,30 +34,27 @@ COMPARED = ("open", "high", "low", "close", "volume", "interval", "source", "ses
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    harness = JobHarness(tmp_path_factory.mktemp("local"), parallelism=2,
-                         overrides={"Runtime": {"log.summary.interval": "2s"}})
-    port = free_port()
-    harness.start(["--rest-port", str(port)])
-    harness.rest = FlinkRest(port)
-    wait_for(lambda: harness.rest.running_job() is not None, 120, "the job to run", harness)
+    tmp = tmp_path_factory.mktemp("local")
+    harness = JobHarness(tmp, parallelism=2, overrides={"Runtime": {"log.summary.interval": "2s"}})
+    harness.flink_log_dir = tmp / "flink-log"  # the mini-cluster's own log, as Flink names it
+    harness.flink_log_dir.mkdir()
+    harness.rest = start_with_rest(harness, env={**os.environ, "FLINK_LOG_DIR": str(harness.flink_log_dir)})
     yield harness
     harness.stop()
 
 
 def log_lines(job: JobHarness, event: str) -> list[dict]:
-    """The job's JSON log lines of one event, from its own output (client and TaskManager)."""
+    """The job's JSON log lines of one event: the client's output and the mini-cluster's log."""
     found = []
-    for line in job.log.read_text(errors="replace").splitlines():
+    texts = [job.log.read_text(errors="replace")] + [p.read_text(errors="replace")
+                                                     for p in job.flink_log_dir.glob("*.log")]
+    for line in "\n".join(texts).splitlines():
         start = line.find('{"event":')
         if start >= 0:
             record = json.loads(line[start:])
             if record["event"] == event:
                 found.append(record)
     return found
-
-
-def assert_no_restarts(job: JobHarness) -> None:
-    assert job.rest.failures(job.rest.running_job()) == [], "the job restarted"
 
 
 def test_one_symbol_rolls_up_past_an_idle_subtask_and_the_job_logs_json_lines(job):
@@ -90,7 +87,7 @@ def test_one_symbol_rolls_up_past_an_idle_subtask_and_the_job_logs_json_lines(jo
     wait_for(lambda: summed()["by_reason"] == {"late": 1, "not_json": 1}, 30, "dead letters in the summaries", job)
     assert summed()["late_bars"] == 1
     assert log_lines(job, "state_reset") == []
-    assert_no_restarts(job)
+    assert_no_restarts(job.rest)
 
 
 def model(records: list[dict]) -> dict[str, dict]:
@@ -154,4 +151,4 @@ def test_bars_from_the_fetchers_replay_and_live_path_go_through_the_job(job, av_
         assert {k: docs[doc_id][k] for k in COMPARED} == want, doc_id
     ours = job.search("stock-dlq", {"prefix": {"record_id": f"{stream}/"}})
     assert [d for d in ours if replayed in d["raw"] or live in d["raw"]] == [], "a fetched bar was dead-lettered"
-    assert_no_restarts(job)
+    assert_no_restarts(job.rest)

@@ -15,24 +15,15 @@ from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import parse_bar
 from flink_job.symbol_state import SymbolTracker
 from tests.bar_data import generate_bars
-from tests.flink_rest import FlinkRest, free_port
-from tests.pipeline_harness import JobHarness, unique_symbol, wait_for
+from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     harness = JobHarness(tmp_path_factory.mktemp("e2e"))
-    port = free_port()
-    harness.start(["--rest-port", str(port)])
-    harness.rest = FlinkRest(port)
-    wait_for(lambda: harness.rest.running_job() is not None, 120, "the job to run", harness)
+    harness.rest = start_with_rest(harness)
     yield harness
     harness.stop()
-
-
-def assert_no_restarts(job) -> None:
-    """Nothing in these tests fails the job: any restart is a defect."""
-    assert job.rest.failures(job.rest.running_job()) == [], "the job restarted"
 
 
 def reference_sma(closes: list[float], period: int) -> list[float | None]:
@@ -71,7 +62,7 @@ def test_every_bar_arrives_once_with_sma_20(job):
                     assert got["sma_20"] is None
                 else:
                     assert got["sma_20"] == pytest.approx(want, rel=1e-9)
-    assert_no_restarts(job)
+    assert_no_restarts(job.rest)
 
 
 def test_replaying_the_same_bars_adds_no_documents(job):
@@ -88,7 +79,7 @@ def test_replaying_the_same_bars_adds_no_documents(job):
     wait_for(lambda: any(r["ts"] == series[-1]["ts"] for r in job.output_for([symbol])), 60,
              "the sentinel on the output stream", job)
     assert len(job.output_for([symbol])) == len(series), "duplicates produce no output"
-    assert_no_restarts(job)
+    assert_no_restarts(job.rest)
 
 
 def test_mixed_input_leaves_exactly_the_expected_documents(job):
@@ -133,7 +124,7 @@ def test_mixed_input_leaves_exactly_the_expected_documents(job):
     for doc in job.docs_for("stock-bars-5m", [symbol]):
         want = closed[doc["window_start"]]
         assert {k: doc[k] for k in want} == pytest.approx(want, rel=1e-12)
-    assert_no_restarts(job)
+    assert_no_restarts(job.rest)
 
 
 def dead_letters(job, symbol: str) -> list[dict]:
