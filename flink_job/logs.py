@@ -69,12 +69,23 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> str:
     """Write one JSON line ``{"event": event, "level": ..., **fields}``; returns the line."""
     line = json.dumps({"event": event, "level": logging.getLevelName(level), "logger": LOGGER_NAME, **fields},
                       default=str, separators=(",", ":"))
-    if _flink_logger is None:
+    if _flink_logger is None or not _log_to_flink(level, line):
         job_logger().log(level, line)
-    elif level >= logging.ERROR:
-        _flink_logger.error(line)
-    elif level >= logging.WARNING:
-        _flink_logger.warn(line)
-    else:
-        _flink_logger.info(line)
     return line
+
+
+def _log_to_flink(level: int, line: str) -> bool:
+    """One line to Flink's log; False if the JVM refused it (a log line never fails the job)."""
+    # From Python the call lands on SLF4J's (format, arguments...) overload with no arguments, so
+    # "{}" (an empty JSON object) would be taken for a placeholder: "{ }" is the same JSON.
+    text = line.replace("{}", "{ }")
+    try:
+        if level >= logging.ERROR:
+            _flink_logger.error(text)
+        elif level >= logging.WARNING:
+            _flink_logger.warn(text)
+        else:
+            _flink_logger.info(text)
+    except Exception:  # noqa: BLE001
+        return False
+    return True

@@ -178,4 +178,6 @@ def start_with_rest(harness: JobHarness, extra_args: Iterable[str] = (), env: Ma
 
 def assert_no_restarts(rest: FlinkRest) -> None:
     """For tests that fail nothing on purpose: any restart of the job is a defect."""
-    assert rest.failures(rest.running_job()) == [], "the job restarted"
+    job = rest.running_job()
+    traces = rest.failure_traces(job)
+    assert traces == [], f"the job restarted {len(traces)} times; first: {traces[0][:1500] if traces else ''}"
