@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -32,6 +33,8 @@ from typing import Any, Mapping
 from flink_job.indicators import PERIOD_FIELDS, AnalyticsSettings
 
 MANAGED_PROPERTIES_PATH = Path("/etc/flink/application_properties.json")
+# Test-only: where a local standalone cluster's job reads the file Managed Flink would write.
+PROPERTIES_PATH_ENV = "FLINK_APPLICATION_PROPERTIES"
 EXECUTION_MODES = ("thread", "process")
 INIT_POSITIONS = ("LATEST", "TRIM_HORIZON")
 # Flink durations as the connector takes them: a number and a unit.
@@ -213,6 +216,11 @@ def parse_config(groups: Groups) -> JobConfig:
         analytics=parse_analytics(groups),
         runtime=_runtime(groups),
     )
+
+
+def managed_properties_path() -> Path:
+    """Managed Flink's properties file, or the one ``FLINK_APPLICATION_PROPERTIES`` names (tests only)."""
+    return Path(os.environ.get(PROPERTIES_PATH_ENV) or MANAGED_PROPERTIES_PATH)
 
 
 def load_config(path: Path = MANAGED_PROPERTIES_PATH) -> JobConfig:

@@ -28,7 +28,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StatementSet, StreamTableEnvironment
 
 from flink_job import tables
-from flink_job.config import MANAGED_PROPERTIES_PATH, ConfigError, JobConfig, describe, load_config
+from flink_job.config import ConfigError, JobConfig, describe, load_config, managed_properties_path
 from flink_job.logs import log_event
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
 from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, SIGNAL_FIELDS, names
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--restore-from", help="local mode: a retained checkpoint or savepoint to resume from")
     args = parser.parse_args(argv)
     local = args.properties is not None
-    path = args.properties if local else MANAGED_PROPERTIES_PATH
+    path = args.properties if local else managed_properties_path()
     try:
         config = load_config(path)
     except ConfigError as err:
