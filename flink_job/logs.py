@@ -76,16 +76,13 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> str:
 
 def _log_to_flink(level: int, line: str) -> bool:
     """One line to Flink's log; False if the JVM refused it (a log line never fails the job)."""
-    # From Python the call lands on SLF4J's (format, arguments...) overload with no arguments, so
-    # "{}" (an empty JSON object) would be taken for a placeholder: "{ }" is the same JSON.
-    text = line.replace("{}", "{ }")
+    # SLF4J's methods are overloaded, and a call from Python picks among same-arity overloads in no
+    # fixed order: ("{}", line) fits only (String format, Object argument), and the line, being an
+    # argument, is never read for placeholders.
+    log = _flink_logger.error if level >= logging.ERROR else (
+        _flink_logger.warn if level >= logging.WARNING else _flink_logger.info)
     try:
-        if level >= logging.ERROR:
-            _flink_logger.error(text)
-        elif level >= logging.WARNING:
-            _flink_logger.warn(text)
-        else:
-            _flink_logger.info(text)
+        log("{}", line)
     except Exception:  # noqa: BLE001
         return False
     return True
