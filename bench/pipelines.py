@@ -27,11 +27,11 @@ from pyflink.table import StatementSet, StreamTableEnvironment, Table
 from pyflink.table.expressions import col
 
 from bench.timed_operator import TimedAnalyzeBars
-from flink_job import pipeline, tables
+from flink_job import tables
 from flink_job.analyzer import AnalyticsSettings
-from flink_job.backtest import _single_writer, _source_ddl, run_backtest
+from flink_job.backtest import read_bar_lines, run_backtest
 from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
-from flink_job.pipeline import SYMBOL_KEY_SQL, analyze
+from flink_job.pipeline import analyze
 from flink_job.schema import (
     BAR_FIELDS, DLQ_FIELDS, ENRICHED_FIELDS, INDICATOR_FIELDS, INPUT_FIELDS, SIGNAL_FIELDS, names, row_type,
 )
@@ -73,22 +73,17 @@ def environment() -> StreamTableEnvironment:
 
 def raw_records(t_env: StreamTableEnvironment, input_path: Path) -> Table:
     """The backtest's source and key extraction: (symbol, raw, record_id) rows, one reader."""
-    t_env.execute_sql(_source_ddl(input_path))
-    return t_env.sql_query(f"SELECT {SYMBOL_KEY_SQL} AS symbol, `raw`, '' AS record_id FROM bars_file")
-
-
-def _columns(fields: list[tuple[str, str]]) -> str:
-    return ", ".join(f"`{name}` {sql_type}" for name, sql_type in fields)
+    return read_bar_lines(t_env, input_path)
 
 
 def _blackhole(t_env: StreamTableEnvironment, table: str, fields: list[tuple[str, str]]) -> str:
-    t_env.execute_sql(f"CREATE TABLE {table} ({_columns(fields)}) WITH ('connector' = 'blackhole')")
+    t_env.execute_sql(tables.blackhole_sink(table, fields))
     return table
 
 
 def _json_files(t_env: StreamTableEnvironment, table: str, fields: list[tuple[str, str]], directory: Path) -> str:
     # The backtest's writer: JSON, one writer per output.
-    t_env.execute_sql(_single_writer(tables.json_file_sink(table, directory.resolve().as_uri(), fields)))
+    t_env.execute_sql(tables.json_file_sink(table, directory.resolve().as_uri(), fields, single_writer=True))
     return table
 
 
@@ -107,10 +102,10 @@ def analyze_blackhole(input_path: Path, out_dir: Path, signals: bool) -> Stateme
     """The product's analysis; its operator also measures the time inside its ``process_element``
     (``timed_operator``, well under 1 µs per bar of its own)."""
     report = str((out_dir / OPERATOR_TIME).resolve())
-    # ``analyze`` builds its operator by name; in this process only, that name makes the timed one.
-    pipeline.AnalyzeBars = lambda settings: TimedAnalyzeBars(settings, report)
     t_env = environment()
-    analysis = analyze(t_env, raw_records(t_env, input_path), AnalyticsSettings())
+    settings = AnalyticsSettings()
+    analysis = analyze(t_env, raw_records(t_env, input_path), settings,
+                       operator=TimedAnalyzeBars(settings, report))
     statements = t_env.create_statement_set()
     statements.add_insert(_blackhole(t_env, "enriched_sink", PUBLISHED_FIELDS),
                           analysis.enriched.select(*(col(n) for n in names(PUBLISHED_FIELDS))))
@@ -122,8 +117,9 @@ def analyze_blackhole(input_path: Path, out_dir: Path, signals: bool) -> Stateme
 
 def sql_sma20(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
     t_env = environment()
-    t_env.execute_sql(f"""CREATE TABLE bars_json ({_columns(BAR_FIELDS)}, proctime AS PROCTIME()) WITH (
-  'connector' = 'filesystem', 'path' = '{input_path.resolve().as_uri()}', 'format' = 'json')""")
+    options = {"connector": "filesystem", "path": input_path.resolve().as_uri(), "format": "json"}
+    t_env.execute_sql(f"CREATE TABLE bars_json ({tables.columns(BAR_FIELDS)}, proctime AS PROCTIME()) "
+                      f"WITH ({tables.with_options(options)})")
     sink = _blackhole(t_env, "sma_sink", [("symbol", "STRING"), ("ts", "STRING"), ("sma_20", "DOUBLE")])
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"""INSERT INTO {sink} SELECT symbol, ts, AVG(`close`) OVER (

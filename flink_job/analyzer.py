@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 
 from flink_job.bars import Bar
 from flink_job.indicators import (
-    EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, Return, SessionVWAP, Trend,
+    PERIOD_FIELDS, EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, Return, SessionVWAP, Trend,
     TrailingZScore, VolumeZScore, new_york_session,
 )
 from flink_job.signals import (
@@ -27,6 +27,16 @@ REGULAR = "regular"
 EXTENDED = "extended"
 SNAPSHOT_VERSION = 1.0
 DEFAULT_SETTINGS = AnalyticsSettings()
+
+
+class IncompatibleState(ValueError):
+    """A stored state this code cannot continue: ``reason`` is ``layout_version`` (written by
+    another layout), ``periods_changed`` (taken under other indicator periods) or ``malformed``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,22 +154,31 @@ class Analyzer:
 
     @classmethod
     def restore(cls, settings: AnalyticsSettings, snapshot: Iterable[float]) -> Analyzer:
-        """The analyzer a ``snapshot`` was taken from; ValueError if it is malformed or was taken
-        under other periods (the caller then starts afresh)."""
+        """The analyzer a ``snapshot`` was taken from. Raises ``IncompatibleState`` if the snapshot
+        has another layout version, was taken under other periods, or is malformed."""
         analyzer = cls(settings)
-        header = [SNAPSHOT_VERSION, *settings.state_key()]
         it = iter(snapshot)
         try:
-            found = [next(it) for _ in header]
-            if found != header:
-                raise ValueError(f"snapshot header {found} does not match {header}")
+            version = next(it)
+            if version != SNAPSHOT_VERSION:
+                raise IncompatibleState("layout_version",
+                                        f"analysis snapshot version {version!r}, expected {SNAPSHOT_VERSION!r}")
+            periods = [next(it) for _ in PERIOD_FIELDS]
+            if periods != settings.state_key():
+                changed = {name: f"{int(old)} -> {int(new)}" for name, old, new
+                           in zip(PERIOD_FIELDS, periods, settings.state_key()) if old != new}
+                raise IncompatibleState("periods_changed", f"periods changed: {changed}")
             for part in analyzer._parts:
                 part.load(it)
             analyzer._signal_state = load_state(it)
         except StopIteration:
-            raise ValueError("snapshot is truncated") from None
+            raise IncompatibleState("malformed", "snapshot is truncated") from None
         except KeyError:
-            raise ValueError("snapshot has an unknown trend code") from None
+            raise IncompatibleState("malformed", "snapshot has an unknown trend code") from None
+        except IncompatibleState:
+            raise
+        except ValueError as err:  # a window that does not fit its period
+            raise IncompatibleState("malformed", str(err)) from None
         if next(it, None) is not None:
-            raise ValueError("snapshot has trailing values")
+            raise IncompatibleState("malformed", "snapshot has trailing values")
         return analyzer

@@ -1,12 +1,14 @@
 """Backtest / backfill: the streaming job's per-bar logic on a bounded file of bar records.
 
     python -m flink_job.backtest --input bars.jsonl --output enriched.jsonl \
-        [--signals signals.jsonl] [--dlq dlq.jsonl] [--parallelism N]
+        [--signals signals.jsonl] [--dlq dlq.jsonl] [--parallelism N] [--properties FILE]
 
 Input is the public bar contract, one JSON object per line. The file is read by one reader, so its
 per-symbol order is the processing order at any parallelism; the analysis (``pipeline.analyze``) is
 the very operator the streaming job runs. Output is one enriched JSON line per accepted bar, each
 symbol's lines in processing order. Dead letters go to ``--dlq`` (default: next to the output).
+Periods and thresholds are the ``Analytics`` group of ``--properties`` (the streaming job's file
+shape), else the defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pyflink.table.expressions import col
 
 from flink_job import tables
 from flink_job.analyzer import AnalyticsSettings
+from flink_job.config import ConfigError, parse_analytics, read_property_groups
 from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
 from flink_job.pipeline import SYMBOL_KEY_SQL, analyze
 from flink_job.schema import DLQ_FIELDS, SIGNAL_FIELDS, names
@@ -30,16 +33,11 @@ from flink_job.schema import DLQ_FIELDS, SIGNAL_FIELDS, names
 _PART = re.compile(r"^part-.*-(\d+)-(\d+)(\.\w+)?$")
 
 
-def _source_ddl(path: Path) -> str:
-    # 'raw' on the filesystem connector reads whole lines, and a file is one split: one reader, in order.
-    return f"""CREATE TABLE bars_file (`raw` STRING) WITH (
-  'connector' = 'filesystem', 'path' = '{path.resolve().as_uri()}', 'format' = 'raw'
-)"""
-
-
-def _single_writer(ddl: str) -> str:
-    # One writer per output: lines from each analysis subtask arrive in order, so per-symbol order holds.
-    return ddl.replace("'format' = 'json'", "'format' = 'json',\n  'sink.parallelism' = '1'")
+def read_bar_lines(t_env, input_path: Path):
+    """The file's lines as the analysis' input: (symbol key, raw, record_id); a file has no stable
+    record id, so dead letters of a backtest carry an empty one (their raw text identifies them)."""
+    t_env.execute_sql(tables.raw_lines_source("bars_file", input_path.resolve().as_uri()))
+    return t_env.sql_query(f"SELECT {SYMBOL_KEY_SQL} AS symbol, `raw`, '' AS record_id FROM bars_file")
 
 
 def concat_parts(directory: Path, target: Path) -> int:
@@ -66,9 +64,7 @@ def run_backtest(input_path: Path, output: Path, signals: Path | None, dlq: Path
     work = Path(tempfile.mkdtemp(prefix="backtest-"))
     try:
         t_env = create_environment(local=True, parallelism=parallelism, keep_restarting=False)
-        t_env.execute_sql(_source_ddl(input_path))
-        records = t_env.sql_query(f"SELECT {SYMBOL_KEY_SQL} AS symbol, `raw`, '' AS record_id FROM bars_file")
-        analysis = analyze(t_env, records, settings)
+        analysis = analyze(t_env, read_bar_lines(t_env, input_path), settings)
         published = analysis.enriched.select(*(col(n) for n in names(PUBLISHED_FIELDS)))
         outputs = {"enriched": (published, PUBLISHED_FIELDS, output),
                    "dead_letters": (analysis.dead_letters, DLQ_FIELDS, dlq)}
@@ -76,7 +72,8 @@ def run_backtest(input_path: Path, output: Path, signals: Path | None, dlq: Path
             outputs["signals"] = (analysis.signals, SIGNAL_FIELDS, signals)
         statements = t_env.create_statement_set()
         for name, (table, fields, _) in outputs.items():
-            t_env.execute_sql(_single_writer(tables.json_file_sink(f"{name}_file", (work / name).as_uri(), fields)))
+            # One writer per output: lines from each analysis subtask arrive in order, so per-symbol order holds.
+            t_env.execute_sql(tables.json_file_sink(f"{name}_file", (work / name).as_uri(), fields, single_writer=True))
             statements.add_insert(f"{name}_file", table)
         statements.execute().wait()
         return {name: concat_parts(work / name, target) for name, (_, _, target) in outputs.items()}
@@ -91,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signals", type=Path, help="signals, one JSON per line")
     parser.add_argument("--dlq", type=Path, help="dead letters (default: OUTPUT with .dlq.jsonl)")
     parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--properties", type=Path,
+                        help="a properties file shaped like Managed Flink's: its Analytics group sets the "
+                             "periods and thresholds (other groups are ignored; default: the defaults)")
     args = parser.parse_args(argv)
     if not args.input.is_file():
         parser.error(f"--input {args.input} is not a file")
@@ -98,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         if out and not out.resolve().parent.is_dir():
             parser.error(f"{out.resolve().parent} does not exist: create it first")
     dlq = args.dlq or args.output.with_suffix(".dlq.jsonl")
+    try:
+        settings = parse_analytics(read_property_groups(args.properties)) if args.properties else AnalyticsSettings()
+    except ConfigError as err:
+        parser.error(f"ConfigError: {err}")
     started = time.monotonic()
-    counts = run_backtest(args.input, args.output, args.signals, dlq, args.parallelism, AnalyticsSettings())
+    counts = run_backtest(args.input, args.output, args.signals, dlq, args.parallelism, settings)
     elapsed = time.monotonic() - started
     with args.input.open("rb") as lines:
         bars = sum(1 for _ in lines)

@@ -25,6 +25,7 @@ PRICE_FIELDS = ("open", "high", "low", "close")
 # volume a Java long: a value outside them is an error in the feed, not a price.
 MIN_PRICE, MAX_PRICE = 1e-6, 1e9
 MAX_VOLUME = 10**15
+RAW_LIMIT_BYTES = 10 * 1024  # a dead letter keeps the first 10 KB of the record, as UTF-8
 
 
 class InvalidBar(ValueError):
@@ -139,3 +140,22 @@ def parse_bar(raw: str, now_ms: int) -> Bar:
     except (ValueError, RecursionError):
         raise InvalidBar("not_json") from None
     return validate_record(record, now_ms)
+
+
+def parse_keyed(raw: str, key: str, now_ms: int) -> Bar:
+    """``parse_bar`` for a record the stream keyed by ``key``: the symbol the keying step read
+    (Flink's ``JSON_VALUE``). Raises ``InvalidBar("ambiguous_symbol")`` when the parser reads
+    another symbol, e.g. a bar with ``NaN`` in an extra field, which Python's JSON accepts and
+    ``JSON_VALUE`` does not: its state would be looked up under the wrong key."""
+    bar = parse_bar(raw, now_ms)
+    if bar.symbol != key:
+        raise InvalidBar("ambiguous_symbol", f"keyed as {key[:20]!r} but the bar's symbol is {bar.symbol!r}")
+    return bar
+
+
+def clip_utf8(text: str, limit: int = RAW_LIMIT_BYTES) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding fits ``limit`` bytes (never half a
+    character)."""
+    if len(text) * 4 <= limit:  # no character takes more than 4 bytes
+        return text
+    return text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")

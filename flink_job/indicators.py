@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
@@ -38,8 +38,10 @@ PERIOD_FIELDS = (
 class AnalyticsSettings:
     """Periods and thresholds of the analytics.
 
-    Periods shape the checkpointed state (a snapshot only restores under the same periods);
-    thresholds are applied per bar and can change freely between restarts. Output field names
+    Periods shape the checkpointed state: after a restart with other periods, each symbol's state
+    no longer fits and its warm-up starts again (``symbol_state.restore_or_reset``). Thresholds are
+    applied per bar and can change freely between restarts. ``config.parse_analytics`` builds
+    these from the ``Analytics`` property group. Output field names
     (``sma_5``, ``rsi_14``, ...) follow the defaults whatever the configured periods.
     """
 
@@ -81,17 +83,6 @@ class AnalyticsSettings:
             raise ValueError("bb_stddev, volume_spike_z and price_anomaly_z must be positive")
         if self.trend_flat_band < 0.0 or self.cross_tolerance < 0.0:
             raise ValueError("trend_flat_band and cross_tolerance must be >= 0")
-
-    @classmethod
-    def from_properties(cls, properties: Mapping[str, str]) -> "AnalyticsSettings":
-        """Settings from the ``Analytics`` property group: keys are the field names
-        (``sma_mid_period``, ``volume_spike_z``...); absent keys keep their defaults."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(properties) - set(known))
-        if unknown:
-            raise ValueError(f"unknown Analytics properties: {', '.join(unknown)}")
-        values = {name: (int(v) if name in PERIOD_FIELDS else float(v)) for name, v in properties.items()}
-        return cls(**values)
 
     def state_key(self) -> list[float]:
         """The periods, as stored in a snapshot header."""

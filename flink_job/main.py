@@ -16,9 +16,12 @@ mini-cluster (``python -m stack.properties`` writes FILE for the local ports), a
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import platform
 import sys
 import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 from pyflink.common import Configuration
@@ -26,8 +29,8 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StatementSet, StreamTableEnvironment
 
 from flink_job import tables
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.config import JobConfig, load_config, managed_properties_path
+from flink_job.config import ConfigError, JobConfig, describe, load_config, managed_properties_path
+from flink_job.logs import log_event
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
 from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, SIGNAL_FIELDS, names
 from flink_job.rollups import ROLLUP_FIELDS, ROLLUP_WINDOWS, rollup_query
@@ -133,11 +136,22 @@ def run(config: JobConfig, local: bool, parallelism: int | None = None, checkpoi
         rest_port: int | None = None, restore_from: str | None = None) -> None:
     t_env = create_environment(local, parallelism, checkpoint_dir, rest_port=rest_port, restore_from=restore_from)
     declare_tables(t_env, config)
-    analysis = analyze(t_env, read_records(t_env, config), AnalyticsSettings.from_properties(config.analytics))
+    analysis = analyze(t_env, read_records(t_env, config), config.analytics, config.runtime.summary_interval_ms)
     result = insert_all(t_env, analysis).execute()
     if local:
         # A local mini-cluster lives as long as this process: block until the job ends or Ctrl-C.
         result.wait()
+
+
+def versions() -> dict[str, str]:
+    """Python and the installed Flink packages, for the start line."""
+    found = {"python": platform.python_version()}
+    for package in ("apache-flink", "apache-flink-libraries"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,7 +164,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--restore-from", help="local mode: a retained checkpoint or savepoint to resume from")
     args = parser.parse_args(argv)
     local = args.properties is not None
-    config = load_config(args.properties if local else managed_properties_path())
+    path = args.properties if local else managed_properties_path()
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        # One line an operator can act on, before any Flink environment exists.
+        log_event("config_error", logging.ERROR, properties=str(path), error=f"ConfigError: {err}")
+        sys.exit(2)
+    log_event("job_start", mode="local" if local else "managed", properties=str(path), versions=versions(),
+              parallelism=args.parallelism, restore_from=args.restore_from, config=describe(config))
     if local:
         prepare_local_process()
     run(config, local, args.parallelism, args.checkpoint_dir, args.rest_port, args.restore_from)

@@ -6,6 +6,7 @@ maths in ``analyzer``. This class only moves rows and state in and out of Flink.
 
 from __future__ import annotations
 
+import logging
 import time
 from array import array
 
@@ -13,31 +14,35 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS, Activity
 from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import InvalidBar, format_ts, parse_bar
+from flink_job.bars import InvalidBar, clip_utf8, format_ts, parse_keyed
+from flink_job.logs import log_event, use_flink_log
 from flink_job.schema import BAR_FIELDS, DLQ_FIELDS, INDICATOR_FIELDS, SIGNAL_FIELDS, names, row_type
-from flink_job.symbol_state import Outcome, SymbolTracker
-
-RAW_LIMIT = 10 * 1024  # a dead letter keeps the first 10 KB of the record
+from flink_job.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
 
 SIGNALS_TAG = OutputTag("signals", row_type(SIGNAL_FIELDS))
 DLQ_TAG = OutputTag("dlq", row_type(DLQ_FIELDS))
 _RECORD_FIELDS = names(BAR_FIELDS + INDICATOR_FIELDS)
+COUNTERS = ("dead_letters", "late_bars", "duplicate_bars", "revised_bars", "state_resets")
 
 
 def dead_letter(record_id: str, raw: str, reason: str, detail: str, now_ms: int) -> Row:
-    return Row(record_id, raw[:RAW_LIMIT], reason, detail, format_ts(now_ms))
+    return Row(record_id, clip_utf8(raw), reason, detail, format_ts(now_ms))
 
 
 class AnalyzeBars(KeyedProcessFunction):
     """Keyed by symbol. Emits one enriched row per applied or revised bar, immediately.
 
     Side outputs: one row per signal (``SIGNALS_TAG``) and one dead letter per rejected record
-    (``DLQ_TAG``: invalid input or a late bar).
+    (``DLQ_TAG``: invalid input or a late bar). Metrics: the ``COUNTERS``. Log lines (``logs``):
+    a ``state_reset`` per symbol whose stored state no longer fits, and at most once per
+    ``summary_interval_ms`` a ``summary`` (and ``state_restored`` after a restore).
     """
 
-    def __init__(self, settings: AnalyticsSettings):
+    def __init__(self, settings: AnalyticsSettings, summary_interval_ms: int = DEFAULT_SUMMARY_INTERVAL_MS):
         self.settings = settings
+        self.summary_interval_ms = summary_interval_ms
 
     def open(self, runtime_context: RuntimeContext):
         # The state is SymbolTracker.to_state() as packed float64 bytes: a fixed, documented layout,
@@ -47,40 +52,68 @@ class AnalyzeBars(KeyedProcessFunction):
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY())
         )
         # Trackers mirror the keyed state of this subtask: every change is written through to the
-        # state, and a restore or rescale creates a new operator instance with an empty cache.
+        # state, and a restore or rescale creates a new operator instance with an empty cache, which
+        # reads each symbol's state on its first record.
         self.trackers: dict[str, SymbolTracker] = {}
         group = runtime_context.get_metrics_group()
-        self.counters = {name: group.counter(name) for name in ("dead_letters", "late_bars",
-                                                                "duplicate_bars", "revised_bars")}
+        self.counters = {name: group.counter(name) for name in COUNTERS}
+        self.activity = Activity(int(time.time() * 1000), self.summary_interval_ms)
+        use_flink_log()
+
+    def close(self):
+        self._log_activity(int(time.time() * 1000))
+
+    def _log_activity(self, now_ms: int) -> None:
+        for event, fields in self.activity.take(now_ms, STATE_LAYOUT_VERSION):
+            log_event(event, **fields)
+
+    def _reject(self, record_id: str, raw: str, reason: str, detail: str, now_ms: int):
+        self.counters["dead_letters"].inc()
+        self.activity.dead_letters[reason] += 1
+        return DLQ_TAG, dead_letter(record_id, raw, reason, detail, now_ms)
+
+    def _tracker(self, symbol: str) -> SymbolTracker:
+        stored = self.state.value()
+        if not stored:
+            return SymbolTracker(self.settings)
+        tracker, reset = restore_or_reset(self.settings, array("d", stored).tolist())
+        if reset is None:
+            self.activity.restored_symbol(symbol)
+        else:
+            # Logged once per symbol: the fresh tracker is cached and its state written with this bar.
+            self.counters["state_resets"].inc()
+            self.activity.state_resets += 1
+            log_event("state_reset", logging.WARNING, symbol=symbol, reason=reset.reason, detail=reset.detail,
+                      layout_version=STATE_LAYOUT_VERSION, action="warm-up starts again")
+        return tracker
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):
         symbol, raw, record_id = value[0], value[1], value[2]
         now_ms = int(time.time() * 1000)
+        if self.activity.due(now_ms):
+            self._log_activity(now_ms)
         try:
-            bar = parse_bar(raw, now_ms)
-            if bar.symbol != symbol:
-                raise InvalidBar("ambiguous_symbol", "the record names more than one symbol")
+            bar = parse_keyed(raw, symbol, now_ms)
         except InvalidBar as err:
-            self.counters["dead_letters"].inc()
-            yield DLQ_TAG, dead_letter(record_id, raw, err.reason, err.detail, now_ms)
+            yield self._reject(record_id, raw, err.reason, err.detail, now_ms)
             return
         tracker = self.trackers.get(symbol)
         if tracker is None:
-            stored = self.state.value()
-            tracker = (SymbolTracker.from_state(self.settings, array("d", stored)) if stored
-                       else SymbolTracker(self.settings))
-            self.trackers[symbol] = tracker
+            tracker = self.trackers[symbol] = self._tracker(symbol)
         outcome, enriched = tracker.offer(bar)
         if outcome is Outcome.LATE:
             self.counters["late_bars"].inc()
-            self.counters["dead_letters"].inc()
-            yield DLQ_TAG, dead_letter(record_id, raw, "late", "older than the symbol's latest bar", now_ms)
+            self.activity.late_bars += 1
+            yield self._reject(record_id, raw, "late", "older than the symbol's latest bar", now_ms)
             return
         if outcome is Outcome.DUPLICATE:
             self.counters["duplicate_bars"].inc()
+            self.activity.duplicate_bars += 1
             return
+        self.activity.accepted_bars += 1
         if outcome is Outcome.REVISED:
             self.counters["revised_bars"].inc()
+            self.activity.revised_bars += 1
         self.state.update(array("d", tracker.to_state()).tobytes())
         record = enriched.to_record()
         signals = [Row(s.type, s.direction, s.value, s.detail) for s in enriched.signals]

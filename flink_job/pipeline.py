@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pyflink.common import Types
 from pyflink.table import Schema, StreamTableEnvironment, Table
 
+from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.operators import DLQ_TAG, SIGNALS_TAG, AnalyzeBars
 from flink_job.schema import ENRICHED_FIELDS, row_type
@@ -28,12 +29,15 @@ class Analysis:
     dead_letters: Table
 
 
-def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSettings) -> Analysis:
-    """``records`` has columns (symbol, raw, record_id) in per-symbol processing order."""
+def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSettings,
+            summary_interval_ms: int = DEFAULT_SUMMARY_INTERVAL_MS, operator: AnalyzeBars | None = None) -> Analysis:
+    """``records`` has columns (symbol, raw, record_id) in per-symbol processing order;
+    ``summary_interval_ms`` paces the operator's summary log lines. ``operator`` replaces the
+    default ``AnalyzeBars(settings, summary_interval_ms)``, e.g. with an instrumented subclass."""
     enriched = (
         t_env.to_data_stream(records)
         .key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(AnalyzeBars(settings), output_type=row_type(ENRICHED_FIELDS))
+        .process(operator or AnalyzeBars(settings, summary_interval_ms), output_type=row_type(ENRICHED_FIELDS))
         .name("analyze-bars")
         .uid("analyze-bars")
     )

@@ -47,6 +47,7 @@ def names(fields: list[tuple[str, str]]) -> list[str]:
     return [n for n, _ in fields]
 
 
-# What the keyed operator receives: the partition key, the record text and a stable record id
-# (Kinesis shard and sequence number, or a file's line number in backtests).
+# What the keyed operator receives: the partition key, the record text and a record id: the
+# Kinesis stream, shard and sequence number (a dead letter's document id), or '' in backtests,
+# where a file line has no stable id and a dead letter is known by its raw text.
 INPUT_FIELDS = [("symbol", STRING), ("raw", STRING), ("record_id", STRING)]

@@ -6,18 +6,27 @@
   state before the latest bar, and the result replaces the previous one (same document ids).
 - A bar older than the latest is late: it is not applied.
 
-The whole state is one flat list of floats (``to_state``/``from_state``), so Flink keeps it as a typed
-``double[]`` ValueState that checkpoints, savepoints and rescales like any other keyed state.
+The whole state is one flat list of floats (``to_state``/``from_state``), led by its layout version.
+The operator stores it as the packed float64 bytes of that list in a ``PICKLED_BYTE_ARRAY`` ValueState
+(a fixed, documented layout, not a pickled object graph); it checkpoints, savepoints and rescales like
+any other keyed state.
+
+A stored state that no longer fits (another layout version, other indicator periods, or malformed) is
+never an error that fails the job, which would fail again on every restart: ``restore_or_reset``
+starts that symbol's warm-up afresh and says why.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
-from flink_job.analyzer import AnalyticsSettings, Analyzer, Enriched
+from flink_job.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
 from flink_job.bars import Bar
 
+# Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version.
+STATE_LAYOUT_VERSION = 2
 _LATEST_LEN = 6  # ts_ms, open, high, low, close, volume
+_HEADER_LEN = 1 + _LATEST_LEN + 2  # version, latest bar, revision, length of "before"
 
 
 class Outcome(Enum):
@@ -64,15 +73,37 @@ class SymbolTracker:
     def to_state(self) -> list[float]:
         assert self.latest is not None and self.before is not None
         self._after = self.analyzer.snapshot()
-        return [*self.latest, float(self.revision), float(len(self.before)), *self.before, *self._after]
+        return [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision), float(len(self.before)),
+                *self.before, *self._after]
 
     @classmethod
     def from_state(cls, settings: AnalyticsSettings, state: list[float]) -> "SymbolTracker":
+        """The tracker ``to_state`` was taken from. Raises ``IncompatibleState`` if the state has
+        another layout version, was taken under other periods, or is malformed."""
+        if not state or state[0] != STATE_LAYOUT_VERSION:
+            found = state[0] if state else None
+            raise IncompatibleState("layout_version", f"state layout {found!r}, expected {STATE_LAYOUT_VERSION}")
+        if len(state) < _HEADER_LEN:
+            raise IncompatibleState("malformed", "state is truncated")
         tracker = cls(settings)
-        tracker.latest = tuple(state[:_LATEST_LEN - 1]) + (int(state[_LATEST_LEN - 1]),)
-        tracker.revision = int(state[_LATEST_LEN])
-        split = _LATEST_LEN + 2 + int(state[_LATEST_LEN + 1])
-        tracker.before = list(state[_LATEST_LEN + 2:split])
+        latest = state[1:1 + _LATEST_LEN]
+        try:
+            tracker.latest = tuple(latest[:-1]) + (int(latest[-1]),)
+            tracker.revision = int(state[1 + _LATEST_LEN])
+            split = _HEADER_LEN + int(state[_HEADER_LEN - 1])
+        except (ValueError, OverflowError):  # NaN or infinity where a count belongs
+            raise IncompatibleState("malformed", "state header is not a bar and counts") from None
+        tracker.before = list(state[_HEADER_LEN:split])
         tracker._after = list(state[split:])
+        Analyzer.restore(settings, tracker.before)  # checked now: a revision must not fail later
         tracker.analyzer = Analyzer.restore(settings, tracker._after)
         return tracker
+
+
+def restore_or_reset(settings: AnalyticsSettings, state: list[float]) -> tuple[SymbolTracker, IncompatibleState | None]:
+    """The tracker stored in ``state``, or, if that state no longer fits, a fresh one (its warm-up
+    starts again) and the reason."""
+    try:
+        return SymbolTracker.from_state(settings, state), None
+    except IncompatibleState as err:
+        return SymbolTracker(settings), err

@@ -8,14 +8,16 @@ from __future__ import annotations
 from flink_job.config import OpenSearchConfig, StreamConfig
 
 
-def _with(options: dict[str, str]) -> str:
+def with_options(options: dict[str, str]) -> str:
+    """The body of a WITH clause: every key and value a quoted SQL string literal."""
     def quote(text: str) -> str:
         return "'" + text.replace("'", "''") + "'"
 
     return ",\n  ".join(f"{quote(k)} = {quote(v)}" for k, v in options.items())
 
 
-def _columns(fields: list[tuple[str, str]]) -> str:
+def columns(fields: list[tuple[str, str]]) -> str:
+    """A column list from (name, SQL type) pairs, names quoted."""
     return ",\n  ".join(f"`{name}` {sql_type}" for name, sql_type in fields)
 
 
@@ -39,7 +41,7 @@ def kinesis_source(table: str, stream: StreamConfig) -> str:
   `shard_id` VARCHAR(128) NOT NULL METADATA FROM 'shard-id' VIRTUAL,
   `seq` VARCHAR(128) NOT NULL METADATA FROM 'sequence-number' VIRTUAL
 ) WITH (
-  {_with(options)}
+  {with_options(options)}
 )"""
 
 
@@ -56,9 +58,9 @@ def kinesis_sink(table: str, stream: StreamConfig, fields: list[tuple[str, str]]
         "sink.flush-buffer.timeout": "200",
     }
     return f"""CREATE TABLE IF NOT EXISTS {table} (
-  {_columns(fields)}
+  {columns(fields)}
 ) PARTITIONED BY (`symbol`) WITH (
-  {_with(options)}
+  {with_options(options)}
 )"""
 
 
@@ -82,19 +84,40 @@ def opensearch_sink(table: str, index: str, fields: list[tuple[str, str]], key: 
         options.update({"username": config.username, "password": config.password or ""})
     keys = ", ".join(f"`{k}`" for k in key)
     return f"""CREATE TABLE IF NOT EXISTS {table} (
-  {_columns(fields)},
+  {columns(fields)},
   PRIMARY KEY ({keys}) NOT ENFORCED
 ) WITH (
-  {_with(options)}
+  {with_options(options)}
 )"""
 
 
-def json_file_sink(table: str, path: str, fields: list[tuple[str, str]]) -> str:
+def json_file_sink(table: str, path: str, fields: list[tuple[str, str]], single_writer: bool = False) -> str:
+    """JSON lines under ``path`` (a folder URI). ``single_writer``: one writer, so lines from each
+    upstream subtask keep their order (the backtest's per-symbol order)."""
+    options = {"connector": "filesystem", "path": path, "format": "json",
+               "json.encode.decimal-as-plain-number": "true"}
+    if single_writer:
+        options["sink.parallelism"] = "1"
     return f"""CREATE TABLE IF NOT EXISTS {table} (
-  {_columns(fields)}
+  {columns(fields)}
 ) WITH (
-  'connector' = 'filesystem',
-  'path' = '{path}',
-  'format' = 'json',
-  'json.encode.decimal-as-plain-number' = 'true'
+  {with_options(options)}
+)"""
+
+
+def raw_lines_source(table: str, path: str) -> str:
+    """Whole lines of a file as ``raw``: one file is one split, so one reader reads it in order."""
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
+  `raw` STRING
+) WITH (
+  {with_options({"connector": "filesystem", "path": path, "format": "raw"})}
+)"""
+
+
+def blackhole_sink(table: str, fields: list[tuple[str, str]]) -> str:
+    """Discards rows: for measuring a pipeline without the cost of its outputs."""
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
+  {columns(fields)}
+) WITH (
+  {with_options({"connector": "blackhole"})}
 )"""

@@ -36,6 +36,11 @@ class FlinkRest:
         history = self._get(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
         return [entry.get("exceptionName", "") for entry in history]
 
+    def failure_traces(self, job_id: str) -> list[str]:
+        """The stack trace of every exception the job has recorded (root causes included)."""
+        history = self._get(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
+        return [entry.get("stacktrace", "") for entry in history]
+
     def completed_checkpoints(self, job_id: str) -> tuple[int, str | None]:
         """(number completed, external path of the latest)."""
         stats = self._get(f"/jobs/{job_id}/checkpoints")

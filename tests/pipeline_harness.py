@@ -22,6 +22,7 @@ from flink_job.config import load_config
 from stack import resources
 from stack.properties import local_property_groups
 from stack.services import ROOT
+from tests.flink_rest import FlinkRest, free_port
 
 
 def unique_symbol(prefix: str) -> str:
@@ -29,24 +30,30 @@ def unique_symbol(prefix: str) -> str:
     return (prefix + uuid.uuid4().hex[:6]).upper()[:12]
 
 
-def properties_for(tmp_dir: Path, tag: str) -> Path:
+def properties_for(tmp_dir: Path, tag: str, overrides: Mapping[str, Mapping[str, str]] | None = None) -> Path:
     """The local properties (endpoints on the ports of the environment) with streams of this
-    harness's own."""
+    harness's own, plus ``overrides`` (group -> keys)."""
     groups = local_property_groups()
     for group in groups:
         if group["PropertyGroupId"] == "InputStream0":
             group["PropertyMap"]["stream.name"] = f"test_in_{tag}"
         if group["PropertyGroupId"] == "OutputStream0":
             group["PropertyMap"]["stream.name"] = f"test_out_{tag}"
+    for name, keys in (overrides or {}).items():
+        group = next((g for g in groups if g["PropertyGroupId"] == name), None)
+        if group is None:
+            group = {"PropertyGroupId": name, "PropertyMap": {}}
+            groups.append(group)
+        group["PropertyMap"].update(keys)
     path = tmp_dir / "application_properties.json"
     path.write_text(json.dumps(groups))
     return path
 
 
 class JobHarness:
-    def __init__(self, tmp_dir: Path, parallelism: int = 2):
+    def __init__(self, tmp_dir: Path, parallelism: int = 2, overrides: Mapping[str, Mapping[str, str]] | None = None):
         self.tag = uuid.uuid4().hex[:8]
-        self.properties = properties_for(tmp_dir, self.tag)
+        self.properties = properties_for(tmp_dir, self.tag, overrides)
         self.config = load_config(self.properties)
         self.checkpoints = tmp_dir / "checkpoints"
         self.log = tmp_dir / "job.log"
@@ -89,25 +96,30 @@ class JobHarness:
             f"the job exited ({self.proc and self.proc.returncode}); log: {self.log.read_text()[-3000:]}")
 
     # --- input -----------------------------------------------------------------------------------
-    def put_raw(self, records: list[tuple[str, str]]) -> None:
+    def put_raw(self, records: list[tuple[str, str]]) -> list[str]:
         """(partition key, text) pairs, in order, to the input stream; fails on any rejected entry.
-        Batches stay within PutRecords' limits: 500 records, 5 MiB."""
+        Batches stay within PutRecords' limits: 500 records, 5 MiB. Returns each record's id as the
+        job names it (``stream/shard:sequence``, a dead letter's document id)."""
+        ids: list[str] = []
         batch: list[dict] = []
         size = 0
         for key, data in records:
             entry = {"PartitionKey": (key or "-")[:256], "Data": data.encode()}
             entry_size = len(entry["Data"]) + len(entry["PartitionKey"].encode())
             if batch and (len(batch) == 500 or size + entry_size > 4 * 1024 * 1024):
-                self._put_batch(batch)
+                ids += self._put_batch(batch)
                 batch, size = [], 0
             batch.append(entry)
             size += entry_size
         if batch:
-            self._put_batch(batch)
+            ids += self._put_batch(batch)
+        return ids
 
-    def _put_batch(self, batch: list[dict]) -> None:
-        response = self.kinesis.put_records(StreamName=self.config.source.stream_name, Records=batch)
+    def _put_batch(self, batch: list[dict]) -> list[str]:
+        stream = self.config.source.stream_name
+        response = self.kinesis.put_records(StreamName=stream, Records=batch)
         assert response["FailedRecordCount"] == 0, [r for r in response["Records"] if "ErrorCode" in r][:3]
+        return [f"{stream}/{r['ShardId']}:{r['SequenceNumber']}" for r in response["Records"]]
 
     def put_bars(self, bars: list[dict]) -> None:
         self.put_raw([(b["symbol"], json.dumps(b)) for b in bars])
@@ -153,3 +165,19 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, harness
             return
         time.sleep(1)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def start_with_rest(harness: JobHarness, extra_args: Iterable[str] = (), env: Mapping[str, str] | None = None) -> FlinkRest:
+    """Start the job with its REST API on a free port; return the API once the job runs."""
+    port = free_port()
+    harness.start(["--rest-port", str(port), *extra_args], env=env)
+    rest = FlinkRest(port)
+    wait_for(lambda: rest.running_job() is not None, 120, "the job to run", harness)
+    return rest
+
+
+def assert_no_restarts(rest: FlinkRest) -> None:
+    """For tests that fail nothing on purpose: any restart of the job is a defect."""
+    job = rest.running_job()
+    traces = rest.failure_traces(job)
+    assert traces == [], f"the job restarted {len(traces)} times; first: {traces[0][:1500] if traces else ''}"

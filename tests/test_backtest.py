@@ -44,7 +44,7 @@ def mixed_input() -> list[str]:
     return lines
 
 
-def pure_model(lines: list[str]):
+def pure_model(lines: list[str], settings: AnalyticsSettings = AnalyticsSettings()):
     trackers: dict[str, SymbolTracker] = {}
     enriched, signals, reasons = {}, {}, []
     for line in lines:
@@ -53,7 +53,7 @@ def pure_model(lines: list[str]):
         except InvalidBar as err:
             reasons.append(err.reason)
             continue
-        tracker = trackers.setdefault(bar.symbol, SymbolTracker(AnalyticsSettings()))
+        tracker = trackers.setdefault(bar.symbol, SymbolTracker(settings))
         outcome, result = tracker.offer(bar)
         if outcome is Outcome.LATE:
             reasons.append("late")
@@ -101,10 +101,32 @@ def test_backtest_equals_the_pure_model(tmp_path, expected, parallelism):
     assert "late" in reasons and len(reasons) > 4
 
 
-def test_clean_input_gives_an_empty_dead_letter_file(tmp_path):
+def properties_file(path, analytics: dict[str, str]):
+    path.write_text(json.dumps([{"PropertyGroupId": "Analytics", "PropertyMap": analytics}]))
+    return path
+
+
+def test_clean_input_under_other_periods_equals_the_model_with_an_empty_dead_letter_file(tmp_path):
+    analytics = {"sma_mid_period": "10", "sma_long_period": "30", "rsi_period": "7", "ema_fast_period": "5",
+                 "ema_slow_period": "13", "macd_signal_period": "4", "bb_period": "15", "trend_window": "9"}
+    lines = [json.dumps(b.to_record()) for b in generate_bars(2, days=(date(2024, 3, 8),))[:60]]
     source = tmp_path / "bars.jsonl"
-    source.write_text("\n".join(json.dumps(b.to_record()) for b in generate_bars(2, days=(date(2024, 3, 8),))[:30]) + "\n")
+    source.write_text("\n".join(lines) + "\n")
     out = tmp_path / "enriched.jsonl"
-    assert backtest(["--input", str(source), "--output", str(out)]) == 0
-    assert len(read_jsonl(out)) == 30
+    properties = properties_file(tmp_path / "properties.json", analytics)
+    assert backtest(["--input", str(source), "--output", str(out), "--properties", str(properties)]) == 0
+    settings = AnalyticsSettings(**{k: int(v) for k, v in analytics.items()})
+    (expected,) = pure_model(lines, settings)[0].values()
+    assert [{f: r[f] for f in FIELDS if f != "signals"} for r in read_jsonl(out)] == expected
+    assert expected[12]["sma_20"] is not None, "a 10-bar SMA under the sma_20 field"
     assert out.with_suffix(".dlq.jsonl").read_text() == ""
+
+
+def test_bad_analytics_properties_stop_the_backtest_naming_the_key(tmp_path, capsys):
+    source = tmp_path / "bars.jsonl"
+    source.write_text("{}\n")
+    properties = properties_file(tmp_path / "properties.json", {"rsi_period": "x"})
+    with pytest.raises(SystemExit) as exit_:
+        backtest(["--input", str(source), "--output", str(tmp_path / "out.jsonl"), "--properties", str(properties)])
+    assert exit_.value.code == 2
+    assert "ConfigError: Analytics.rsi_period must be an integer >= 2, got 'x'" in capsys.readouterr().err

@@ -13,16 +13,15 @@ import threading
 import time
 from datetime import date
 
-import pytest
 import requests
 
 from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import InvalidBar, parse_bar
+from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar
 from flink_job.symbol_state import SymbolTracker
 from stack.services import all_services
 from tests.bar_data import generate_bars
 from tests.flink_rest import FlinkRest, free_port
-from tests.pipeline_harness import JobHarness, unique_symbol, wait_for
+from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 
 COMPARED = ("close", "volume", "sma_5", "sma_20", "sma_50", "ema_12", "ema_26", "macd", "macd_signal",
             "rsi_14", "bb_upper", "bb_lower", "vwap", "volume_z_20", "trend")
@@ -30,11 +29,7 @@ COMPARED = ("close", "volume", "sma_5", "sma_20", "sma_50", "ema_12", "ema_26", 
 
 def start_job(tmp_path, **kwargs) -> tuple[JobHarness, FlinkRest]:
     harness = JobHarness(tmp_path, **kwargs)
-    port = free_port()
-    harness.start(["--rest-port", str(port)])
-    rest = FlinkRest(port)
-    wait_for(lambda: rest.running_job() is not None, 120, "the job to run", harness)
-    return harness, rest
+    return harness, start_with_rest(harness)
 
 
 def count(harness: JobHarness, index: str, query: dict) -> int:
@@ -63,9 +58,10 @@ def model_records(bars: list[dict]) -> dict[str, dict]:
 
 
 def assert_documents_match_model(harness: JobHarness, bars: dict[str, list[dict]]) -> None:
+    """Exactly one document per bar, under its id, and each equal to the pure model."""
     for symbol, series_ in bars.items():
         docs = harness.docs_for("stock-indicators", [symbol])
-        assert len(docs) == len(series_), f"{symbol}: {len(docs)} documents for {len(series_)} bars"
+        assert sorted(d["_id"] for d in docs) == sorted(f"{symbol}|{b['ts']}" for b in series_), symbol
         expected = model_records(series_)
         for doc in docs:
             for key, want in expected[doc["ts"]].items():
@@ -75,8 +71,17 @@ def assert_documents_match_model(harness: JobHarness, bars: dict[str, list[dict]
 
 
 # --- fuzz -----------------------------------------------------------------------------------------
+def reason_of(raw: str) -> str:
+    try:
+        parse_bar(raw, now_ms=int(time.time() * 1000))
+    except InvalidBar as err:
+        return err.reason
+    raise AssertionError(f"a valid bar among the bad records: {raw[:200]}")
+
+
 def bad_records(rng: random.Random, template: dict, n: int) -> list[str]:
-    """``n`` records, each invalid in one of many ways (checked against ``parse_bar``)."""
+    """``n`` records, each invalid in one of many ways (checked against ``parse_bar``), the last
+    ones ~1 MB, one of them multi-byte UTF-8."""
     fields = ["symbol", "ts", "open", "high", "low", "close", "volume"]
 
     def mutate(**changes) -> str:
@@ -98,12 +103,10 @@ def bad_records(rng: random.Random, template: dict, n: int) -> list[str]:
         lambda: "".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(1, 200))),
         lambda: mutate(close="overflow").replace('"overflow"', "1e999999"),              # parses as inf
     ]
-    records = [rng.choice(makers)() for _ in range(n - 3)]
+    records = [rng.choice(makers)() for _ in range(n - 4)]
     records += [json.dumps({"symbol": template["symbol"], "pad": "x" * 1_000_000}),    # ~1 MB each
-                "{" + " " * 999_990 + "}", "[" * 999_990]
-    for raw in records:
-        with pytest.raises((InvalidBar,)):
-            parse_bar(raw, now_ms=int(time.time() * 1000))
+                "{" + " " * 999_990 + "}", "[" * 999_990,
+                json.dumps({"symbol": template["symbol"], "pad": "é€💹" * 100_000}, ensure_ascii=False)]
     return records
 
 
@@ -114,29 +117,45 @@ def test_fuzzed_bad_input_is_dead_lettered_and_good_bars_indexed_once(tmp_path):
         symbols = [unique_symbol(f"FZ{i}") for i in range(20)]
         good = series(symbols, 500)
         template = next(iter(good.values()))[0]
-        bad = bad_records(rng, template, 10_000)
+        bad = [(rng.choice(symbols), raw) for raw in bad_records(rng, template, 10_000)]
         mixed = [(b["symbol"], json.dumps(b)) for b in interleave(good)]
-        for raw in bad:
-            mixed.insert(rng.randrange(len(mixed) + 1), (rng.choice(symbols), raw))
-        harness.put_raw(mixed)
+        for record in bad:
+            mixed.insert(rng.randrange(len(mixed) + 1), record)
+        ids = dict(zip(harness.put_raw(mixed), mixed))
+        bad_texts = {raw for _, raw in bad}
+        # The model: each bad record's reason from parse_bar, under the id Kinesis gave it.
+        expected_dlq = {record_id: reason_of(raw) for record_id, (_, raw) in ids.items() if raw in bad_texts}
+        assert len(expected_dlq) == 10_000
 
-        in_stream = harness.config.source.stream_name
-        dlq_query = {"prefix": {"record_id": f"{in_stream}/"}}
-        good_query = {"terms": {"symbol": symbols}}
-        wait_for(lambda: count(harness, "stock-indicators", good_query) >= 10_000
-                 and count(harness, "stock-dlq", dlq_query) >= 10_000, 300, "all records", harness)
-        time.sleep(2)  # anything extra (a duplicate) would arrive within the flush interval
-        assert count(harness, "stock-indicators", good_query) == 10_000
-        assert count(harness, "stock-dlq", dlq_query) == 10_000
-        assert count(harness, "stock-dlq", {"bool": {"filter": [dlq_query], "must_not": [{"exists": {"field": "reason"}}]}}) == 0
-        assert rest.failures(rest.running_job()) == [], "the job restarted"
-        assert_documents_match_model(harness, {s: good[s] for s in symbols[:3]})
+        dlq_query = {"prefix": {"record_id": f"{harness.config.source.stream_name}/"}}
+        good_ids = {f"{b['symbol']}|{b['ts']}" for series_ in good.values() for b in series_}
+        wait_for(lambda: count(harness, "stock-indicators", {"terms": {"symbol": symbols}}) >= len(good_ids)
+                 and count(harness, "stock-dlq", dlq_query) >= len(expected_dlq), 300, "all records", harness)
+        dead = {d["_id"]: d for d in harness.search("stock-dlq", dlq_query)}
+        assert {i: d["reason"] for i, d in dead.items()} == expected_dlq
+        for record_id, doc in dead.items():  # each keeps the first 10 KB of its record, in UTF-8
+            assert doc["raw"] == clip_utf8(ids[record_id][1]) and len(doc["raw"].encode()) <= RAW_LIMIT_BYTES
+        assert any(len(ids[i][1].encode()) > RAW_LIMIT_BYTES and "💹" in doc["raw"] for i, doc in dead.items())
+        assert_documents_match_model(harness, good)
+        assert count(harness, "stock-indicators", {"terms": {"symbol": symbols}}) == len(good_ids)
+        # Upserts hide a repeated write in OpenSearch; the output stream does not.
+        out = harness.output_for(symbols)
+        assert sorted(f"{r['symbol']}|{r['ts']}" for r in out) == sorted(good_ids), "each bar once on the stream"
+        assert_no_restarts(rest)
     finally:
         harness.stop()
 
 
 # --- sink outage ----------------------------------------------------------------------------------
-def test_an_opensearch_outage_loses_and_duplicates_nothing(tmp_path):
+def sink_failures(rest: FlinkRest, job_id: str) -> tuple[int, int]:
+    """(restarts, of which the OpenSearch sink's failed bulk requests). The connector has no error
+    metric: a bulk request that fails after its backoff fails the job, which restarts from its
+    latest checkpoint, so the job's exception history is where the outage shows."""
+    traces = rest.failure_traces(job_id)
+    return len(traces), sum("Complete bulk has failed" in t and "opensearch" in t.lower() for t in traces)
+
+
+def test_an_opensearch_outage_loses_nothing_and_every_document_equals_the_model(tmp_path):
     harness, rest = start_job(tmp_path, parallelism=1)
     opensearch = all_services()["opensearch"]
     symbols = [unique_symbol("OUT"), unique_symbol("OUT")]
@@ -155,13 +174,21 @@ def test_an_opensearch_outage_loses_and_duplicates_nothing(tmp_path):
     try:
         producer.start()
         time.sleep(8)
+        job = rest.running_job()
+        assert sink_failures(rest, job) == (0, 0), "failures before the outage"
         opensearch.stop()
         time.sleep(30)
+        # The outage reached the sink: its writes failed and the job restarted because of them.
+        restarts, of_the_sink = sink_failures(rest, job)
+        assert of_the_sink >= 1, f"no failed OpenSearch write during the outage ({restarts} restarts)"
         opensearch.start()
         producer.join(timeout=120)
         wait_for(lambda: count(harness, "stock-indicators", {"terms": {"symbol": symbols}}) >= len(flow), 240,
                  "every bar after the outage", harness)
+        # Nothing lost, nothing extra: exactly the bars' ids, each document equal to the model.
         assert_documents_match_model(harness, bars)
+        restarts, of_the_sink = sink_failures(rest, rest.running_job())
+        assert restarts == of_the_sink >= 1, "every restart was the sink's, during the outage"
     finally:
         stop.set()
         if not opensearch.healthy(opensearch.port):
@@ -194,5 +221,6 @@ def test_a_job_restored_from_its_checkpoint_equals_an_uninterrupted_run(tmp_path
         restored = FlinkRest(port)
         assert restored.restored_from(restored.running_job()) == checkpoint
         assert_documents_match_model(harness, bars)
+        assert_no_restarts(restored)
     finally:
         harness.stop()

@@ -4,7 +4,8 @@ Comparison rule (``assert_series``): the value is None exactly where the referen
 elsewhere |actual - expected| <= 1e-9 * max(|expected|, floor). The floor is the scale on which the
 quantity's rounding error lives, so values that are legitimately 0 or tiny compare absolutely:
   * 0 (purely relative) for price-level values: SMA, EMA, Bollinger bands, VWAP, return_1;
-  * the bar's close for MACD, signal and histogram (differences of price-level EMAs, crossing 0);
+  * the bar's close for MACD, signal and histogram: differences of price-level EMAs that cross 0,
+    so their tolerance is 1e-9 of the price, not of their own value (the README says so);
   * 1 for RSI (0..100, exactly 0 on flat input) and z-scores (O(1), exactly 0 possible);
   * 1e-6 for the trend's relative slope (an absolute 1e-15, far inside the 1e-4 flat band).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import date, datetime
 
 import numpy as np
@@ -20,7 +22,7 @@ import pytest
 import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
-from flink_job.analyzer import RECORD_FIELDS, Analyzer, Enriched
+from flink_job.analyzer import RECORD_FIELDS, SNAPSHOT_VERSION, Analyzer, Enriched, IncompatibleState
 from flink_job.bars import Bar, validate_record
 from flink_job.indicators import (
     EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, SessionVWAP, Trend, TrailingZScore,
@@ -38,11 +40,10 @@ SERIES = {
     "tiny_1e-3": dict(seed=2, price=1e-3, days=DST_DAYS + (date(2024, 3, 12),), flat_start=40),
     "huge_1e5": dict(seed=3, price=1e5),
 }
-TALIB_FIELDS = ("sma_5", "sma_20", "sma_50", "ema_12", "ema_26", "macd", "macd_signal",
-                "macd_hist", "rsi_14", "bb_upper", "bb_middle", "bb_lower")
-LOOKBACK = {"sma_5": 4, "sma_20": 19, "sma_50": 49, "ema_12": 11, "ema_26": 25, "macd": 33,
-            "macd_signal": 33, "macd_hist": 33, "rsi_14": 14, "bb_upper": 19, "bb_middle": 19,
-            "bb_lower": 19}
+# Other periods and thresholds than the defaults, every period changed.
+CUSTOM = AnalyticsSettings(sma_short_period=3, sma_mid_period=10, sma_long_period=30, ema_fast_period=5,
+                           ema_slow_period=13, macd_signal_period=4, rsi_period=7, bb_period=15,
+                           bb_stddev=1.5, zscore_window=12, trend_window=9, trend_flat_band=0.0005)
 
 
 def analyze(bars: list[Bar], settings: AnalyticsSettings = SETTINGS) -> list[Enriched]:
@@ -89,16 +90,16 @@ def assert_series(name: str, actual: list[float | None], expected: np.ndarray,
                            f"{got[bad[0]]!r} vs {want[bad[0]]!r}")
 
 
-def talib_reference(closes: np.ndarray) -> dict[str, tuple[np.ndarray, float | np.ndarray]]:
-    """field -> (TA-Lib values, comparison floor)."""
-    macd, signal, hist = talib.MACD(closes, 12, 26, 9)
-    upper, middle, lower = talib.BBANDS(closes, 20, 2.0, 2.0, 0)
+def talib_reference(closes: np.ndarray, s: AnalyticsSettings = SETTINGS) -> dict[str, tuple[np.ndarray, float | np.ndarray]]:
+    """field -> (TA-Lib values under the settings' periods, comparison floor)."""
+    macd, signal, hist = talib.MACD(closes, s.ema_fast_period, s.ema_slow_period, s.macd_signal_period)
+    upper, middle, lower = talib.BBANDS(closes, s.bb_period, s.bb_stddev, s.bb_stddev, 0)
     return {
-        "sma_5": (talib.SMA(closes, 5), 0.0), "sma_20": (talib.SMA(closes, 20), 0.0),
-        "sma_50": (talib.SMA(closes, 50), 0.0), "ema_12": (talib.EMA(closes, 12), 0.0),
-        "ema_26": (talib.EMA(closes, 26), 0.0), "macd": (macd, closes),
+        "sma_5": (talib.SMA(closes, s.sma_short_period), 0.0), "sma_20": (talib.SMA(closes, s.sma_mid_period), 0.0),
+        "sma_50": (talib.SMA(closes, s.sma_long_period), 0.0), "ema_12": (talib.EMA(closes, s.ema_fast_period), 0.0),
+        "ema_26": (talib.EMA(closes, s.ema_slow_period), 0.0), "macd": (macd, closes),
         "macd_signal": (signal, closes), "macd_hist": (hist, closes),
-        "rsi_14": (talib.RSI(closes, 14), 1.0), "bb_upper": (upper, 0.0),
+        "rsi_14": (talib.RSI(closes, s.rsi_period), 1.0), "bb_upper": (upper, 0.0),
         "bb_middle": (middle, 0.0), "bb_lower": (lower, 0.0),
     }
 
@@ -143,9 +144,9 @@ def trend_reference(closes: np.ndarray, window: int = 20) -> np.ndarray:
     return rel
 
 
-def check_against_references(bars: list[Bar], out: list[Enriched]) -> None:
+def check_against_references(bars: list[Bar], out: list[Enriched], s: AnalyticsSettings = SETTINGS) -> None:
     closes = np.array([b.close for b in bars])
-    for name, (expected, floor) in talib_reference(closes).items():
+    for name, (expected, floor) in talib_reference(closes, s).items():
         assert_series(name, column(out, name), expected, floor)
 
     sessions, vwap = session_reference(bars)
@@ -155,13 +156,13 @@ def check_against_references(bars: list[Bar], out: list[Enriched]) -> None:
     returns = closes[1:] / closes[:-1] - 1.0
     assert_series("return_1", column(out, "return_1"), np.concatenate([[np.nan], returns]))
     assert_series("return_z_20", column(out, "return_z_20"),
-                  np.concatenate([[np.nan], trailing_z_reference(returns)]), 1.0)
+                  np.concatenate([[np.nan], trailing_z_reference(returns, s.zscore_window)]), 1.0)
     volumes = np.array([b.volume for b in bars], dtype=float)
-    assert_series("volume_z_20", column(out, "volume_z_20"), trailing_z_reference(volumes), 1.0)
+    assert_series("volume_z_20", column(out, "volume_z_20"), trailing_z_reference(volumes, s.zscore_window), 1.0)
 
-    rel = trend_reference(closes)
+    rel = trend_reference(closes, s.trend_window)
     assert_series("trend_slope", column(out, "trend_slope"), rel, 1e-6)
-    band = SETTINGS.trend_flat_band
+    band = s.trend_flat_band
     for i, (trend, r) in enumerate(zip(column(out, "trend"), rel)):
         if np.isnan(r):
             assert trend is None, i
@@ -188,6 +189,12 @@ def test_generated_series_cover_the_hard_cases(run):
 
 def test_every_indicator_matches_its_reference(run):
     check_against_references(*run)
+
+
+@pytest.mark.parametrize("series", sorted(SERIES))
+def test_other_periods_and_thresholds_match_talib(series):
+    bars = generate_bars(**SERIES[series])
+    check_against_references(bars, analyze(bars, CUSTOM), CUSTOM)
 
 
 def test_rsi_is_zero_on_a_flat_start_as_in_talib():
@@ -221,12 +228,16 @@ def test_running_sums_replay_talib_bit_for_bit(spanning):
 
 def test_invariants_across_all_indicators(run):
     bars, out = run
+    closes = np.array([b.close for b in bars])
+    # Warm-up lengths are TA-Lib's own: the number of leading NaNs of each reference.
+    lookback = {name: int(np.argmax(~np.isnan(values))) for name, (values, _) in talib_reference(closes).items()}
+    assert lookback["macd"] == 33 and lookback["rsi_14"] == 14  # as the README states
     for i, (bar, e) in enumerate(zip(bars, out)):
         assert (e.symbol, e.ts, e.ts_ms, e.open, e.high, e.low, e.close, e.volume, e.interval,
                 e.source) == (bar.symbol, bar.ts, bar.ts_ms, bar.open, bar.high, bar.low,
                               bar.close, bar.volume, bar.interval, bar.source)
-        for name, lookback in LOOKBACK.items():  # None exactly during warm-up, then always set
-            assert (getattr(e, name) is None) == (i < lookback), (name, i)
+        for name, first in lookback.items():  # None exactly during warm-up, then always set
+            assert (getattr(e, name) is None) == (i < first), (name, i)
         assert (e.return_1 is None) == (i == 0)
         assert (e.trend is None) == (e.trend_slope is None) == (i < 19)
         assert e.trend in (None, "up", "down", "flat")
@@ -235,11 +246,8 @@ def test_invariants_across_all_indicators(run):
             assert e.vwap is None
         if i >= 19:
             assert e.bb_lower <= e.bb_middle <= e.bb_upper
-            assert e.bb_middle == e.sma_20  # the same TA-Lib SMA
         if i >= 14:
             assert 0.0 <= e.rsi_14 <= 100.0
-        if i >= 33:
-            assert e.macd_hist == e.macd - e.macd_signal
         for name, period in (("sma_5", 5), ("sma_20", 20), ("sma_50", 50)):
             if i >= period - 1:
                 window = [b.close for b in bars[i - period + 1:i + 1]]
@@ -316,19 +324,31 @@ def test_reapplying_a_revised_bar_to_the_earlier_snapshot_equals_a_clean_run():
         assert Analyzer.restore(SETTINGS, snapshots[i]).update(revised) == clean
 
 
-def test_restore_rejects_malformed_or_foreign_snapshots():
+def test_restore_names_why_a_snapshot_does_not_fit():
     analyzer = Analyzer()
     for bar in generate_bars(7)[:80]:
         analyzer.update(bar)
     snapshot = analyzer.snapshot()
-    with pytest.raises(ValueError, match="header"):
-        Analyzer.restore(AnalyticsSettings(sma_long_period=60), snapshot)
-    with pytest.raises(ValueError, match="truncated"):
-        Analyzer.restore(SETTINGS, snapshot[:-3])
-    with pytest.raises(ValueError, match="trailing"):
+    cases = {
+        "periods_changed": (AnalyticsSettings(sma_long_period=60), snapshot),
+        "layout_version": (SETTINGS, [SNAPSHOT_VERSION + 1, *snapshot[1:]]),
+        "malformed": (SETTINGS, snapshot[:-3]),
+    }
+    for reason, (settings, stored) in cases.items():
+        with pytest.raises(IncompatibleState) as err:
+            Analyzer.restore(settings, stored)
+        assert err.value.reason == reason
+    with pytest.raises(IncompatibleState, match="trailing"):
         Analyzer.restore(SETTINGS, [*snapshot, 0.0])
-    # Thresholds are not part of the state: other thresholds restore fine.
-    Analyzer.restore(AnalyticsSettings(volume_spike_z=2.5, trend_flat_band=0.001), snapshot)
+    with pytest.raises(IncompatibleState, match="sma_long_period.: .50 -> 60"):
+        Analyzer.restore(AnalyticsSettings(sma_long_period=60), snapshot)
+    # Thresholds are not part of the state: under other thresholds the snapshot restores, and the
+    # indicators continue as a run under those thresholds from the start would have them.
+    bars = generate_bars(7)[:81]
+    other = AnalyticsSettings(volume_spike_z=2.5, trend_flat_band=0.001)
+    continued = Analyzer.restore(other, snapshot).update(bars[80])
+    clean = analyze(bars, other)[-1]
+    assert continued.sma_50 is not None and replace(continued, signals=()) == replace(clean, signals=())
 
 
 # --- known values --------------------------------------------------------------------------------
@@ -376,7 +396,7 @@ def test_macd_seeds_the_fast_ema_on_closes_14_to_25():
     macd_33, signal_33, hist_33 = out[33]
     assert macd_33 == pytest.approx(line[8], rel=1e-12)
     assert signal_33 == pytest.approx(signal[8], rel=1e-12)
-    assert hist_33 == macd_33 - signal_33
+    assert hist_33 == pytest.approx(line[8] - signal[8], rel=1e-9)
     expected = talib.MACD(np.array(closes), 12, 26, 9)
     assert [v[0] for v in out[33:]] == pytest.approx(list(expected[0][33:]), rel=1e-12)
     # Seeding the fast EMA on closes[0:12] instead would give a visibly different MACD.

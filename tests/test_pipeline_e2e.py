@@ -15,13 +15,13 @@ from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import parse_bar
 from flink_job.symbol_state import SymbolTracker
 from tests.bar_data import generate_bars
-from tests.pipeline_harness import JobHarness, unique_symbol, wait_for
+from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     harness = JobHarness(tmp_path_factory.mktemp("e2e"))
-    harness.start()
+    harness.rest = start_with_rest(harness)
     yield harness
     harness.stop()
 
@@ -44,8 +44,10 @@ def test_every_bar_arrives_once_with_sma_20(job):
     expected = sum(len(v) for v in bars.values())
     wait_for(lambda: len(job.docs_for("stock-indicators", symbols)) >= expected, 180,
              "all bars in stock-indicators", job)
-    docs = {(d["symbol"], d["ts"]): d for d in job.docs_for("stock-indicators", symbols)}
-    assert len(docs) == expected
+    indexed = job.docs_for("stock-indicators", symbols)
+    assert sorted(d["_id"] for d in indexed) == sorted(f"{b['symbol']}|{b['ts']}" for b in interleaved), \
+        "exactly one document per bar, under its id"
+    docs = {(d["symbol"], d["ts"]): d for d in indexed}
     wait_for(lambda: len(job.output_for(symbols)) >= expected, 60, "all bars on the output stream", job)
     out = job.output_for(symbols)
     assert sorted((r["symbol"], r["ts"]) for r in out) == sorted(docs), "each bar exactly once on the stream"
@@ -60,7 +62,7 @@ def test_every_bar_arrives_once_with_sma_20(job):
                     assert got["sma_20"] is None
                 else:
                     assert got["sma_20"] == pytest.approx(want, rel=1e-9)
-            assert docs[(symbol, bar["ts"])]["_id"] == f"{symbol}|{bar['ts']}"
+    assert_no_restarts(job.rest)
 
 
 def test_replaying_the_same_bars_adds_no_documents(job):
@@ -77,6 +79,7 @@ def test_replaying_the_same_bars_adds_no_documents(job):
     wait_for(lambda: any(r["ts"] == series[-1]["ts"] for r in job.output_for([symbol])), 60,
              "the sentinel on the output stream", job)
     assert len(job.output_for([symbol])) == len(series), "duplicates produce no output"
+    assert_no_restarts(job.rest)
 
 
 def test_mixed_input_leaves_exactly_the_expected_documents(job):
@@ -86,7 +89,9 @@ def test_mixed_input_leaves_exactly_the_expected_documents(job):
     series = bar_records(symbol, 21, 90, day=date(2024, 6, 3))
     revised = dict(series[30], close=series[30]["high"], volume=series[30]["volume"] + 5)
     bad = ['{"symbol": "' + symbol + '", "ts": ', json.dumps(dict(series[5], high=-1.0)),
-           json.dumps(dict(series[6], symbol=symbol.lower()))]
+           json.dumps(dict(series[6], symbol=symbol.lower())),
+           # Python's JSON reads NaN, Flink's JSON_VALUE does not: keyed as '', parsed as the symbol.
+           json.dumps(dict(series[7], note=math.nan))]
     records = ([(symbol, json.dumps(b)) for b in series[:31]]
                + [(symbol, json.dumps(series[30]))]          # duplicate
                + [(symbol, json.dumps(revised))]             # revision of the latest
@@ -97,7 +102,7 @@ def test_mixed_input_leaves_exactly_the_expected_documents(job):
     final = series[:30] + [revised] + series[31:]
 
     wait_for(lambda: len(job.docs_for("stock-indicators", [symbol])) == len(final), 120, "indicators", job)
-    wait_for(lambda: len(dead_letters(job, symbol)) == 4, 60, "dead letters", job)
+    wait_for(lambda: len(dead_letters(job, symbol)) == 5, 60, "dead letters", job)
     model, expected_signals = SymbolTracker(AnalyticsSettings()), []
     for bar in final:
         enriched = model.offer(parse_bar(json.dumps(bar), now_ms=1_900_000_000_000))[1]
@@ -109,7 +114,7 @@ def test_mixed_input_leaves_exactly_the_expected_documents(job):
             assert {k: doc[k] for k in ("close", "volume", "sma_20", "rsi_14", "macd")} == \
                    {k: record[k] for k in ("close", "volume", "sma_20", "rsi_14", "macd")}
     assert sorted(d["reason"] for d in dead_letters(job, symbol)) == sorted(
-        ["not_json", "non_positive_price", "bad_symbol", "late"])
+        ["not_json", "non_positive_price", "bad_symbol", "ambiguous_symbol", "late"])
     wait_for(lambda: len(job.docs_for("stock-signals", [symbol])) == len(expected_signals), 60, "signals", job)
     assert sorted((d["ts"], d["type"]) for d in job.docs_for("stock-signals", [symbol])) == sorted(expected_signals)
 
@@ -119,6 +124,7 @@ def test_mixed_input_leaves_exactly_the_expected_documents(job):
     for doc in job.docs_for("stock-bars-5m", [symbol]):
         want = closed[doc["window_start"]]
         assert {k: doc[k] for k in want} == pytest.approx(want, rel=1e-12)
+    assert_no_restarts(job.rest)
 
 
 def dead_letters(job, symbol: str) -> list[dict]:

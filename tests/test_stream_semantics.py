@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from flink_job.activity import Activity
 from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import InvalidBar, parse_bar
-from flink_job.symbol_state import Outcome, SymbolTracker
+from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar, parse_keyed
+from flink_job.symbol_state import Outcome, SymbolTracker, restore_or_reset
 from tests.bar_data import generate_bars
 
 NOW_MS = 1_710_000_000_000  # 2024-03-09T16:00:00Z
@@ -111,3 +112,88 @@ def test_state_round_trip_continues_exactly(series):
     restored = SymbolTracker.from_state(settings, tracker.to_state())
     assert restored.offer(series[39]) == (Outcome.DUPLICATE, None)
     assert run(restored, series[40:]) == run(tracker, series[40:])
+
+
+# --- restarts whose stored state no longer fits ---------------------------------------------------
+def test_changed_periods_restart_the_warm_up_instead_of_failing(series):
+    old, new = AnalyticsSettings(), AnalyticsSettings(sma_mid_period=10, rsi_period=7)
+    tracker = SymbolTracker(old)
+    run(tracker, series[:60])
+    restored, reset = restore_or_reset(new, tracker.to_state())
+    assert reset is not None and reset.reason == "periods_changed"
+    assert "sma_mid_period" in reset.detail and "rsi_period" in reset.detail
+    # The symbol starts afresh under the new periods: exactly a new run from the next bar on.
+    assert run(restored, series[60:]) == run(SymbolTracker(new), series[60:])
+
+
+def test_state_of_an_older_layout_restarts_the_warm_up(series):
+    settings = AnalyticsSettings()
+    tracker = SymbolTracker(settings)
+    run(tracker, series[:60])
+    version_1 = tracker.to_state()[1:]  # layout 1 had no version field and began with ts_ms
+    assert version_1[0] == series[59].ts_ms
+    restored, reset = restore_or_reset(settings, version_1)
+    assert reset is not None and reset.reason == "layout_version"
+    assert run(restored, series[60:]) == run(SymbolTracker(settings), series[60:])
+
+
+@pytest.mark.parametrize("damage", [lambda s: s[:5], lambda s: s[:-4], lambda s: [*s, 1.0],
+                                    lambda s: s[:7] + [float("nan")] + s[8:], lambda s: []])
+def test_malformed_state_restarts_the_warm_up(series, damage):
+    tracker = SymbolTracker(AnalyticsSettings())
+    run(tracker, series[:30])
+    restored, reset = restore_or_reset(AnalyticsSettings(), damage(tracker.to_state()))
+    assert reset is not None and reset.reason in ("malformed", "layout_version")
+    assert restored.latest is None
+
+
+def test_changed_thresholds_simply_continue(series):
+    tracker = SymbolTracker(AnalyticsSettings())
+    run(tracker, series[:60])
+    other = AnalyticsSettings(volume_spike_z=2.0, price_anomaly_z=3.0, rsi_upper=60.0, trend_flat_band=0.001)
+    restored, reset = restore_or_reset(other, tracker.to_state())
+    assert reset is None
+    assert restored.offer(series[59]) == (Outcome.DUPLICATE, None)  # it knows the latest bar
+    continued = [e for _, e in run(restored, series[60:])]
+    fresh = [e for _, e in run(SymbolTracker(other), series)[60:]]
+    indicators = lambda e: {k: v for k, v in e.items() if k != "signals"}  # noqa: E731
+    assert [indicators(e) for e in continued] == [indicators(e) for e in fresh]
+
+
+# --- keying and dead letters ------------------------------------------------------------------------
+def test_a_bar_keyed_under_another_symbol_is_ambiguous():
+    # Python's JSON takes NaN in an extra field; Flink's JSON_VALUE does not, and keys the record ''.
+    raw = variant()[:-1] + ', "note": NaN}'
+    assert parse_keyed(raw, "IBM", NOW_MS).symbol == "IBM"
+    with pytest.raises(InvalidBar) as err:
+        parse_keyed(raw, "", NOW_MS)
+    assert err.value.reason == "ambiguous_symbol"
+
+
+@pytest.mark.parametrize("char", ["a", "é", "€", "💹"])
+def test_dead_letter_text_is_cut_at_10_kb_of_utf8_never_inside_a_character(char):
+    text = "x" + char * 20_000
+    clipped = clip_utf8(text)
+    size = len(clipped.encode("utf-8"))
+    assert RAW_LIMIT_BYTES - len(char.encode()) < size <= RAW_LIMIT_BYTES == 10 * 1024
+    assert text.startswith(clipped)
+    assert clip_utf8("short ünïcødé") == "short ünïcødé"
+
+
+# --- the summary log lines --------------------------------------------------------------------------
+def test_activity_is_summarised_at_most_once_per_interval():
+    activity = Activity(started_ms=0, interval_ms=60_000)
+    assert not activity.due(59_999) and activity.due(60_000)
+    assert activity.take(60_000, 2) == []  # a quiet interval logs nothing
+    for reason in ("late", "not_json", "late"):
+        activity.dead_letters[reason] += 1
+    activity.late_bars, activity.accepted_bars, activity.duplicate_bars, activity.revised_bars = 2, 7, 1, 1
+    activity.state_resets = 1
+    for i in range(12):
+        activity.restored_symbol(f"S{i}")
+    lines = dict(activity.take(125_000, 2))
+    assert lines["state_restored"] == {"symbols": 12, "examples": [f"S{i}" for i in range(10)], "layout_version": 2}
+    assert lines["summary"] == {"interval_s": 65.0, "accepted_bars": 7, "dead_letters": 3,
+                                "dead_letters_by_reason": {"late": 2, "not_json": 1}, "late_bars": 2,
+                                "duplicate_bars": 1, "revised_bars": 1, "state_resets": 1}
+    assert not activity.due(184_999) and activity.due(185_000) and activity.take(185_000, 2) == []
