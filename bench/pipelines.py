@@ -31,9 +31,12 @@ from flink_job import tables
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.backtest import read_bar_lines, run_backtest
 from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
+from flink_job.operators import enriched_row
 from flink_job.pipeline import analyze
+from flink_job.signals import Signal
 from flink_job.schema import (
-    BAR_FIELDS, DLQ_FIELDS, ENRICHED_FIELDS, INDICATOR_FIELDS, INPUT_FIELDS, SIGNAL_FIELDS, names, row_type,
+    BAR_FIELDS, DLQ_FIELDS, ENRICHED_FIELDS, INPUT_FIELDS, OPERATOR_FIELDS, SIGNAL_FIELDS, names,
+    row_type,
 )
 
 # What AnalyzeBars writes to its keyed state per bar on the benchmark input (``profile_path``
@@ -156,7 +159,7 @@ def passthrough_state3k(input_path: Path, out_dir: Path, signals: bool) -> State
 
 
 def passthrough_wide(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
-    return _passthrough(input_path, None, PassThrough(wide_row=sample_enriched_row()), ENRICHED_FIELDS)
+    return _passthrough(input_path, None, PassThrough(wide_row=sample_enriched_row()), OPERATOR_FIELDS)
 
 
 def sample_enriched_row() -> Row:
@@ -164,9 +167,7 @@ def sample_enriched_row() -> Row:
     values = {name: 1.0 for name, sql_type in ENRICHED_FIELDS if sql_type == "DOUBLE"}
     values.update(symbol="BN0000", ts="2024-03-04T14:30:00Z", volume=1000, interval="1min",
                   source="alphavantage", session="regular", trend="up")
-    signal = Row("volume_spike", "up", 3.5, "volume z-score 3.50")
-    return Row(*(values.get(name) for name in names(BAR_FIELDS + INDICATOR_FIELDS)), [signal],
-               1709562600000, 0)
+    return enriched_row(values, [Signal("volume_spike", "up", 3.5, "volume z-score 3.50")], 1709562600000, 0)
 
 
 VARIANTS = {

@@ -59,11 +59,14 @@ def concat_parts(directory: Path, target: Path) -> int:
 
 
 def run_backtest(input_path: Path, output: Path, signals: Path | None, dlq: Path,
-                 parallelism: int, settings: AnalyticsSettings) -> dict[str, int]:
-    prepare_local_process()
+                 parallelism: int, settings: AnalyticsSettings, local: bool = True) -> dict[str, int]:
+    """Run the analysis over ``input_path`` to its end; ``local`` starts a mini-cluster, otherwise the
+    job goes to the cluster that ``flink run`` submits to (it shares this machine's files)."""
+    if local:
+        prepare_local_process()
     work = Path(tempfile.mkdtemp(prefix="backtest-"))
     try:
-        t_env = create_environment(local=True, parallelism=parallelism, keep_restarting=False)
+        t_env = create_environment(local=local, parallelism=parallelism, keep_restarting=False)
         analysis = analyze(t_env, read_bar_lines(t_env, input_path), settings)
         published = analysis.enriched.select(*(col(n) for n in names(PUBLISHED_FIELDS)))
         outputs = {"enriched": (published, PUBLISHED_FIELDS, output),
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signals", type=Path, help="signals, one JSON per line")
     parser.add_argument("--dlq", type=Path, help="dead letters (default: OUTPUT with .dlq.jsonl)")
     parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--cluster", action="store_true",
+                        help="run on the cluster of `flink run` (which puts this job's files there) "
+                             "instead of a local mini-cluster")
     parser.add_argument("--properties", type=Path,
                         help="a properties file shaped like Managed Flink's: its Analytics group sets the "
                              "periods and thresholds (other groups are ignored; default: the defaults)")
@@ -103,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         parser.error(f"ConfigError: {err}")
     started = time.monotonic()
-    counts = run_backtest(args.input, args.output, args.signals, dlq, args.parallelism, settings)
+    counts = run_backtest(args.input, args.output, args.signals, dlq, args.parallelism, settings,
+                          local=not args.cluster)
     elapsed = time.monotonic() - started
     with args.input.open("rb") as lines:
         bars = sum(1 for _ in lines)

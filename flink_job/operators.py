@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from array import array
+from collections.abc import Sequence
 
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
@@ -18,6 +19,7 @@ from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS, Activity
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import InvalidBar, clip_utf8, format_ts, parse_keyed
 from flink_job.logs import log_event, use_flink_log
+from flink_job.signals import Signal
 from flink_job.schema import BAR_FIELDS, DLQ_FIELDS, INDICATOR_FIELDS, SIGNAL_FIELDS, names, row_type
 from flink_job.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
 
@@ -116,11 +118,13 @@ class AnalyzeBars(KeyedProcessFunction):
             self.activity.revised_bars += 1
         self.state.update(array("d", tracker.to_state()).tobytes())
         record = enriched.to_record()
-        signals = [Row(s.type, s.direction, s.value, s.detail) for s in enriched.signals]
-        for s in signals:
-            yield SIGNALS_TAG, Row(bar.symbol, bar.ts, *s)
-        yield enriched_row(record, signals, bar.ts_ms, tracker.revision)
+        for s in enriched.signals:
+            yield SIGNALS_TAG, Row(bar.symbol, bar.ts, s.type, s.direction, s.value, s.detail)
+        yield enriched_row(record, enriched.signals, bar.ts_ms, tracker.revision)
 
 
-def enriched_row(record: dict, signals: list[Row], ts_ms: int, version: int) -> Row:
-    return Row(*(record.get(name) for name in _RECORD_FIELDS), signals, ts_ms, version)
+def enriched_row(record: dict, signals: Sequence[Signal], ts_ms: int, version: int) -> Row:
+    """A row of ``OPERATOR_FIELDS``: the record's fields, its signals as four parallel arrays."""
+    return Row(*(record.get(name) for name in _RECORD_FIELDS), [s.type for s in signals],
+               [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals],
+               ts_ms, version)

@@ -15,7 +15,7 @@ from pyflink.table import Schema, StreamTableEnvironment, Table
 from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.operators import DLQ_TAG, SIGNALS_TAG, AnalyzeBars
-from flink_job.schema import ENRICHED_FIELDS, row_type
+from flink_job.schema import ENRICHED_FIELDS, OPERATOR_FIELDS, ZIP_SIGNALS_FUNCTION, ZIP_SIGNALS_SQL, names, row_type
 
 # JSON_VALUE yields NULL for text that is not JSON or lacks a symbol; such records still reach the
 # operator (under the empty key) so that they are dead-lettered with a reason, never dropped.
@@ -37,7 +37,7 @@ def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSe
     enriched = (
         t_env.to_data_stream(records)
         .key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(operator or AnalyzeBars(settings, summary_interval_ms), output_type=row_type(ENRICHED_FIELDS))
+        .process(operator or AnalyzeBars(settings, summary_interval_ms), output_type=row_type(OPERATOR_FIELDS))
         .name("analyze-bars")
         .uid("analyze-bars")
     )
@@ -49,8 +49,12 @@ def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSe
         .watermark("rowtime", "rowtime - INTERVAL '1' MINUTE")
         .build()
     )
+    # The operator's signal arrays become the `signals` rows (see schema.OPERATOR_FIELDS).
+    t_env.create_java_temporary_system_function(*ZIP_SIGNALS_FUNCTION)
+    columns = ", ".join(f"{ZIP_SIGNALS_SQL} AS `signals`" if name == "signals" else f"`{name}`"
+                        for name in names(ENRICHED_FIELDS))
     return Analysis(
-        enriched=t_env.from_data_stream(enriched, event_time),
+        enriched=t_env.sql_query(f"SELECT {columns}, rowtime FROM {t_env.from_data_stream(enriched, event_time)}"),
         signals=t_env.from_data_stream(enriched.get_side_output(SIGNALS_TAG)),
         dead_letters=t_env.from_data_stream(enriched.get_side_output(DLQ_TAG)),
     )

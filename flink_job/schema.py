@@ -25,6 +25,13 @@ SIGNALS_SQL_TYPE = "ARRAY<ROW<" + ", ".join(f"`{n}` {t}" for n, t in SIGNAL_ITEM
 # count) orders a revised bar's versions there, so the rollups keep the last one.
 INTERNAL_FIELDS = [("ts_ms", LONG), ("version", LONG)]
 ENRICHED_FIELDS = BAR_FIELDS + INDICATOR_FIELDS + [("signals", SIGNALS_SQL_TYPE)] + INTERNAL_FIELDS
+# What the analysis operator emits: the enriched fields with the signals as four parallel arrays. In
+# thread mode PyFlink converts every ROW inside an ARRAY into one reused Row object (every element
+# would equal the last), so `signals` is zipped from these on the Java side (ZIP_SIGNALS_SQL).
+SIGNAL_ARRAY_FIELDS = [(f"signal_{name}s", f"ARRAY<{sql_type}>") for name, sql_type in SIGNAL_ITEM_FIELDS]
+OPERATOR_FIELDS = BAR_FIELDS + INDICATOR_FIELDS + SIGNAL_ARRAY_FIELDS + INTERNAL_FIELDS
+ZIP_SIGNALS_FUNCTION = ("zip_signals", "stockanalytics.flink.ZipSignals")  # flink_job/src/main/java
+ZIP_SIGNALS_SQL = f"{ZIP_SIGNALS_FUNCTION[0]}({', '.join(n for n, _ in SIGNAL_ARRAY_FIELDS)})"
 SIGNAL_FIELDS = [("symbol", STRING), ("ts", STRING)] + SIGNAL_ITEM_FIELDS
 DLQ_FIELDS = [("record_id", STRING), ("raw", STRING), ("reason", STRING), ("detail", STRING),
               ("received_at", STRING)]
@@ -35,7 +42,11 @@ SIGNAL_ITEM_TYPE = Types.ROW_NAMED([n for n, _ in SIGNAL_ITEM_FIELDS],
 
 
 def _flink_type(sql_type: str):
-    return Types.OBJECT_ARRAY(SIGNAL_ITEM_TYPE) if sql_type == SIGNALS_SQL_TYPE else _FLINK_TYPES[sql_type]
+    if sql_type == SIGNALS_SQL_TYPE:
+        return Types.OBJECT_ARRAY(SIGNAL_ITEM_TYPE)
+    if sql_type.startswith("ARRAY<"):
+        return Types.BASIC_ARRAY(_FLINK_TYPES[sql_type[len("ARRAY<"):-1]])
+    return _FLINK_TYPES[sql_type]
 
 
 def row_type(fields: list[tuple[str, str]]):

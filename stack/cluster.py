@@ -286,6 +286,16 @@ class FlinkCluster:
         metrics = self._get(f"/jobs/{job_id}/metrics?get=numRestarts")
         return int(float(metrics[0]["value"])) if metrics else 0
 
+    def metric_sum(self, job_id: str, name: str) -> float:
+        """A user metric (e.g. the analysis operator's ``state_resets``) summed over every subtask."""
+        total = 0.0
+        for vertex in self.job(job_id)["vertices"]:
+            path = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+            ids = [m["id"] for m in self._get(path) if m["id"].endswith(f".{name}")]
+            if ids:
+                total += sum(float(m["value"]) for m in self._get(f"{path}?get={','.join(ids)}"))
+        return total
+
     def checkpoints_completed(self, job_id: str) -> int:
         return self._get(f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from flink_job.analyzer import AnalyticsSettings
+from flink_job.config import parse_analytics
+from flink_job.symbol_state import SymbolTracker
 from stack.cluster import FlinkCluster, runtime_site_packages
 from tests.cluster_harness import (
     ClusterApp, assert_records_equal, interleave, model_records, rollup_reference, series,
@@ -42,6 +44,10 @@ def cluster(tmp_path_factory) -> FlinkCluster:
     cluster.start(taskmanagers=2)
     yield cluster
     cluster.stop()
+
+
+def analytics_settings(group: dict[str, str]) -> AnalyticsSettings:
+    return parse_analytics({"Analytics": group})
 
 
 def count_indexed(app: ClusterApp, symbols: list[str]) -> int:
@@ -176,7 +182,7 @@ def test_a_restart_with_changed_thresholds_continues(cluster, packaged_dist, tmp
     bars = series(symbols, 160, seed=31)
     first = {s: b[:80] for s, b in bars.items()}
     second = {s: b[80:] for s, b in bars.items()}
-    old, new = AnalyticsSettings.from_properties(before), AnalyticsSettings.from_properties(after)
+    old, new = analytics_settings(before), analytics_settings(after)
     try:
         app.submit()
         app.harness.put_bars(interleave(first))
@@ -188,8 +194,6 @@ def test_a_restart_with_changed_thresholds_continues(cluster, packaged_dist, tmp
         # The model: the state built under the old thresholds goes on under the new ones.
         expected = {}
         for s in symbols:
-            from flink_job.symbol_state import SymbolTracker
-
             tracker = SymbolTracker(old)
             expected[s] = model_records(first[s], tracker=tracker)
             tracker.settings = new
@@ -197,6 +201,36 @@ def test_a_restart_with_changed_thresholds_continues(cluster, packaged_dist, tmp
             expected[s].update(model_records(second[s], tracker=tracker))
         assert_outputs_equal_model(app, bars, expected)
         assert expected != expected_for(bars, old), "the new thresholds should change some signals"
+        app.assert_restarts(0)
+    finally:
+        app.cancel()
+
+
+def test_a_restart_with_changed_periods_restarts_the_warm_up_instead_of_crash_looping(cluster, packaged_dist,
+                                                                                      tmp_path):
+    before = {"sma_mid_period": "20"}
+    after = {"sma_mid_period": "10"}
+    app = ClusterApp.create(cluster, packaged_dist, tmp_path, analytics=before)
+    symbols = [unique_symbol("PER"), unique_symbol("PER")]
+    bars = series(symbols, 120, seed=41)
+    first = {s: b[:60] for s, b in bars.items()}
+    second = {s: b[60:] for s, b in bars.items()}
+    try:
+        app.submit()
+        app.harness.put_bars(interleave(first))
+        wait_for(lambda: count_indexed(app, symbols) >= 120, 180, "the first part")
+        savepoint = app.stop_with_savepoint()
+        app.write_properties(analytics=after)
+        app.submit(savepoint=savepoint)
+        app.harness.put_bars(interleave(second))
+        # Each symbol's saved state no longer fits: its warm-up starts again at its next bar.
+        expected = {s: {**model_records(first[s], analytics_settings(before)),
+                        **model_records(second[s], analytics_settings(after))} for s in symbols}
+        assert_outputs_equal_model(app, bars, expected)
+        assert app.cluster.metric_sum(app.job, "state_resets") == len(symbols)
+        resets = [json.loads(line[line.index("{"):]) for f in app.cluster.log_dir.glob("*taskexecutor*.log")
+                  for line in f.read_text(errors="replace").splitlines() if '"state_reset"' in line]
+        assert sorted(r["symbol"] for r in resets if r["symbol"] in symbols) == sorted(symbols), resets
         app.assert_restarts(0)
     finally:
         app.cancel()
