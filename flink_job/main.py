@@ -156,7 +156,8 @@ def run(config: JobConfig, local: bool, parallelism: int | None = None, checkpoi
     t_env = create_environment(local, parallelism, checkpoint_dir, rest_port=rest_port, restore_from=restore_from,
                                execution_mode=config.runtime.execution_mode)
     declare_tables(t_env, config)
-    analysis = analyze(t_env, read_records(t_env, config), config.analytics, config.runtime.summary_interval_ms)
+    analysis = analyze(t_env, read_records(t_env, config), config.analytics, config.runtime.summary_interval_ms,
+                       source_threads=True)
     result = insert_all(t_env, analysis).execute()
     if local:
         # A local mini-cluster lives as long as this process: block until the job ends or Ctrl-C.

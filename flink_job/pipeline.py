@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyflink.common import Types
+from pyflink.java_gateway import get_gateway
 from pyflink.table import Schema, StreamTableEnvironment, Table
 
 from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS
@@ -30,12 +31,24 @@ class Analysis:
 
 
 def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSettings,
-            summary_interval_ms: int = DEFAULT_SUMMARY_INTERVAL_MS, operator: AnalyzeBars | None = None) -> Analysis:
+            summary_interval_ms: int = DEFAULT_SUMMARY_INTERVAL_MS, operator: AnalyzeBars | None = None,
+            source_threads: bool = False) -> Analysis:
     """``records`` has columns (symbol, raw, record_id) in per-symbol processing order;
+    ``source_threads`` says that their source emits from threads of its own (see below);
     ``summary_interval_ms`` paces the operator's summary log lines. ``operator`` replaces the
     default ``AnalyzeBars(settings, summary_interval_ms)``, e.g. with an instrumented subclass."""
+    stream = t_env.to_data_stream(records)
+    if source_threads:
+        # The legacy Kinesis source emits from threads of its own, and everything chained to it runs
+        # there, the Python key selector included. A failover then tears the embedded interpreter
+        # down while such a thread is still inside it (a SIGSEGV in take_gil that kills the
+        # TaskManager). A chain of its own runs all Python on the task's own thread.
+        # (A DataStream from a table has no start_new_chain: its transformation is set directly.)
+        jvm = get_gateway().jvm
+        stream._j_data_stream.getTransformation().setChainingStrategy(
+            jvm.org.apache.flink.streaming.api.operators.ChainingStrategy.HEAD)
     enriched = (
-        t_env.to_data_stream(records)
+        stream
         .key_by(lambda row: row[0], key_type=Types.STRING())
         .process(operator or AnalyzeBars(settings, summary_interval_ms), output_type=row_type(OPERATOR_FIELDS))
         .name("analyze-bars")

@@ -131,7 +131,11 @@ class FlinkCluster:
             "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
             "restart-strategy.type": "fixed-delay",
             "restart-strategy.fixed-delay.attempts": "2147483647",
-            "restart-strategy.fixed-delay.delay": "2s",
+            "restart-strategy.fixed-delay.delay": "10s",
+            # A lost TaskManager is declared lost before the restart that follows its loss, so one
+            # loss is one restart (Flink's default 50 s would make it one restart per 10 s waited).
+            "heartbeat.interval": "2000",
+            "heartbeat.timeout": "8000",
             # Bounded so the exception history of a crash-looping job stays readable.
             "web.exception-history-size": "64",
             # Python of the client (main.py) and of the workers: apache-flink only, never the checkout.
@@ -148,6 +152,8 @@ class FlinkCluster:
         defaults = (home / "conf" / "config.yaml").read_text()
         java_opts = next(line.split("all:", 1)[1].strip() for line in defaults.splitlines()
                          if line.strip().startswith("all:") and "--add-opens" in line)
+        # A JVM crash report goes next to the logs, not into the working directory.
+        java_opts += f" -XX:ErrorFile={self.log_dir / 'hs_err_pid%p.log'}"
         settings = {**self.settings(), "env.java.opts.all": java_opts}
         (self.conf_dir / "config.yaml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
         for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties"):

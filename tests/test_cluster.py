@@ -160,12 +160,14 @@ def test_a_killed_taskmanager_recovers_from_the_last_checkpoint(cluster, package
         checkpoints = app.cluster.checkpoints_completed(app.job)
         wait_for(lambda: app.cluster.checkpoints_completed(app.job) > checkpoints, 60, "a checkpoint after it")
         app.harness.put_bars(interleave(halves[1]))
-        victim = app.cluster.pids("taskexecutor")[0]
+        victim, *survivors = app.cluster.pids("taskexecutor")
         app.cluster.kill_taskmanager(victim)
         # Managed Flink replaces a lost TaskManager; so does this test.
         app.cluster.add_taskmanager()
         app.cluster.wait_for_taskmanagers(2)
         wait_for(lambda: app.running() and app.cluster.restarts(app.job) >= 1, 180, "the job to recover")
+        # The failover cancelled the tasks of the surviving TaskManager: it must still be there.
+        assert set(survivors) <= set(app.cluster.pids("taskexecutor")), "a failover crashed a TaskManager"
         assert_outputs_equal_model(app, bars, expected_for(bars))
         # One failure (the lost TaskManager) restarts the job once; a slot request that times out while
         # the replacement registers would show here as a further restart.
