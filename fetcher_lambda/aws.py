@@ -13,11 +13,12 @@ from typing import Any, Callable
 from .config import Settings
 
 
-def client(service: str, settings: Settings, endpoint_url: str | None = None) -> Any:
+def client(service: str, settings: Settings, endpoint_url: str | None = None, max_pool_connections: int = 10) -> Any:
     """A client with short timeouts and botocore's standard retry mode.
 
     A session per client: boto3's default session is not safe to share between threads, and tests
-    run invocations concurrently.
+    run invocations concurrently. A client itself is thread-safe; ``max_pool_connections`` should
+    be the number of threads using it.
     """
     import boto3
     from botocore.config import Config
@@ -25,18 +26,18 @@ def client(service: str, settings: Settings, endpoint_url: str | None = None) ->
     config = Config(
         connect_timeout=3, read_timeout=10,
         retries={"mode": "standard", "max_attempts": 3},
-        user_agent_extra="stock-analytics-fetcher",
+        user_agent_extra="stock-analytics-fetcher", max_pool_connections=max_pool_connections,
     )
     return boto3.session.Session().client(service, region_name=settings.region,
                                           endpoint_url=endpoint_url, config=config)
 
 
-def kinesis_client(settings: Settings) -> Any:
-    return client("kinesis", settings, settings.kinesis_endpoint_url)
+def kinesis_client(settings: Settings, max_pool_connections: int = 10) -> Any:
+    return client("kinesis", settings, settings.kinesis_endpoint_url, max_pool_connections)
 
 
-def dynamodb_client(settings: Settings) -> Any:
-    return client("dynamodb", settings, settings.dynamodb_endpoint_url)
+def dynamodb_client(settings: Settings, max_pool_connections: int = 10) -> Any:
+    return client("dynamodb", settings, settings.dynamodb_endpoint_url, max_pool_connections)
 
 
 def error_code(err: BaseException) -> str:

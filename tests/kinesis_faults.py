@@ -7,12 +7,15 @@ The client still talks to the real local Kinesis; the hooks only change what it 
   positions: exactly what a partial failure looks like to the caller.
 - ``ThrottleCalls`` answers the first N PutRecords calls with ProvisionedThroughputExceededException
   without sending them.
+
+``first_attempts_of`` and ``every_nth_attempt`` are predicates for ``FailEntries``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections import Counter
+from typing import Any, Callable, Iterable
 
 from botocore.awsrequest import AWSResponse
 
@@ -21,6 +24,30 @@ THROUGHPUT = "ProvisionedThroughputExceededException"
 
 def _ts_of(records: list[dict]) -> list[str]:
     return [json.loads(record["Data"])["ts"] for record in records]
+
+
+def first_attempts_of(timestamps: Iterable[str], times: int = 1) -> Callable[[int, str], bool]:
+    """Fail each of ``timestamps`` the first ``times`` times it is sent."""
+    wanted, seen = set(timestamps), Counter()
+
+    def should_fail(_call: int, ts: str) -> bool:
+        if ts not in wanted:
+            return False
+        seen[ts] += 1
+        return seen[ts] <= times
+
+    return should_fail
+
+
+def every_nth_attempt(n: int) -> Callable[[int, str], bool]:
+    """Fail every ``n``-th entry sent, counted over all calls: partial failures all along the run."""
+    sent = [0]
+
+    def should_fail(_call: int, _ts: str) -> bool:
+        sent[0] += 1
+        return sent[0] % n == 0
+
+    return should_fail
 
 
 class FailEntries:
