@@ -51,14 +51,21 @@ def every_nth_attempt(n: int) -> Callable[[int, str], bool]:
 
 
 class FailEntries:
-    """Fail the entries for which ``should_fail(call_number, ts)`` is true (call_number from 1)."""
+    """Fail the entries for which ``should_fail(call_number, ts)`` is true (call_number from 1).
+
+    A call whose entries all fail is answered without being sent (PutRecords takes no empty request).
+    """
 
     def __init__(self, client: Any, should_fail: Callable[[int, str], bool], code: str = THROUGHPUT):
         self.should_fail = should_fail
         self.code = code
         self.requests: list[list[str]] = []  # ts of the entries of each PutRecords call, as asked
         client.meta.events.register("provide-client-params.kinesis.PutRecords", self._before)
+        client.meta.events.register("before-call.kinesis.PutRecords", self._all_failed)
         client.meta.events.register("after-call.kinesis.PutRecords", self._after)
+
+    def _failed_entry(self) -> dict:
+        return {"ErrorCode": self.code, "ErrorMessage": "Rate exceeded for shard"}
 
     def _before(self, params: dict, context: dict, **_: Any) -> None:
         records = params["Records"]
@@ -66,9 +73,19 @@ class FailEntries:
         self.requests.append(timestamps)
         call = len(self.requests)
         dropped = [i for i, ts in enumerate(timestamps) if self.should_fail(call, ts)]
-        if dropped:
+        if len(dropped) == len(records):
+            context["all_failed"] = len(records)
+        elif dropped:
             context["failed_positions"] = dropped
             params["Records"] = [r for i, r in enumerate(records) if i not in set(dropped)]
+
+    def _all_failed(self, context: dict, **_: Any):
+        count = context.get("all_failed")
+        if not count:
+            return None
+        return AWSResponse("http://kinesis.local/", 200, {}, None), {
+            "FailedRecordCount": count, "Records": [self._failed_entry() for _ in range(count)],
+            "ResponseMetadata": {"HTTPStatusCode": 200}}
 
     def _after(self, parsed: dict, context: dict, **_: Any) -> None:
         positions = context.get("failed_positions")
@@ -76,7 +93,7 @@ class FailEntries:
             return
         entries = list(parsed.get("Records", []))
         for position in positions:
-            entries.insert(position, {"ErrorCode": self.code, "ErrorMessage": "Rate exceeded for shard"})
+            entries.insert(position, self._failed_entry())
         parsed["Records"] = entries
         parsed["FailedRecordCount"] = parsed.get("FailedRecordCount", 0) + len(positions)
 
