@@ -144,9 +144,13 @@ class Invocation:
     av: AlphaVantageClient
     store: CursorStore | None  # None: backfill
     sender: OrderedSender
+    finishers: ThreadPoolExecutor  # commit or release a symbol's cursor once its put is over
     deadline: Deadline
     owner: str
     month: str | None
+
+
+FINISHING_THREADS = 4  # a finish is one DynamoDB write
 
 
 def put_policy(settings: Settings) -> RetryPolicy:
@@ -159,9 +163,10 @@ def run(settings: Settings, clients: Clients, api_key: str, deadline: Deadline,
         budget: CallBudget | None = None) -> Summary:
     """Fetch every symbol of ``group`` once and log one summary line. ``month`` = backfill mode.
 
-    Symbols are processed by up to ``fetch_concurrency`` threads, in list order, each API call
-    paced by ``budget`` (default: a new one with the group's share of ``calls_per_minute``); one
-    sender thread puts the bars of all of them, in per-symbol order.
+    Symbols are fetched by up to ``fetch_concurrency`` threads, in list order, each API call paced
+    by ``budget`` (default: a new one with the group's share of ``calls_per_minute``). A fetching
+    thread hands the symbol's new bars to the one sender thread and moves on to the next symbol;
+    when the sender is done with them, a finishing thread commits the cursor.
     """
     started = time.monotonic()
     invocation_id = invocation_id or str(uuid.uuid4())
@@ -169,13 +174,16 @@ def run(settings: Settings, clients: Clients, api_key: str, deadline: Deadline,
     budget = budget or CallBudget(group.share(settings.calls_per_minute))
     av = AlphaVantageClient(settings, api_key, deadline, budget)
     store = CursorStore(clients.dynamodb, settings.cursor_table) if not month else None
+    finishers = ThreadPoolExecutor(max_workers=FINISHING_THREADS, thread_name_prefix="finish")
+    sender = OrderedSender(clients.kinesis, settings.stream_name, deadline, put_policy(settings))
+    invocation = Invocation(settings, av, store, sender, finishers, deadline, invocation_id, month)
     try:
-        with OrderedSender(clients.kinesis, settings.stream_name, deadline, put_policy(settings)) as sender, \
-                ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_concurrency, len(symbols))),
-                                   thread_name_prefix="fetch") as pool:
-            invocation = Invocation(settings, av, store, sender, deadline, invocation_id, month)
+        with ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_concurrency, len(symbols))),
+                                thread_name_prefix="fetch") as pool:
             results = list(pool.map(lambda symbol: _isolated(invocation, symbol), symbols))
     finally:
+        sender.close()  # every put is over (accepted, given up, or stopped at the deadline) ...
+        finishers.shutdown(wait=True)  # ... and then every cursor is committed or released
         av.close()
     _log_time_short(results, deadline)
     summary = summarize(invocation_id, "backfill" if month else "live", results,
@@ -201,27 +209,33 @@ def _isolated(invocation: Invocation, symbol: str) -> SymbolResult:
         return result
     try:
         process_symbol(invocation, symbol, result)
-    except FetchError as err:
-        if err.kind == "time_short":  # no call was made: nothing failed, the symbol waits for next run
-            result.status, result.kind = "skipped", err.kind
-            return result
+    except Exception as err:  # isolation boundary: one symbol never stops the others
+        _record_failure(result, err)
+    return result
+
+
+def _record_failure(result: SymbolResult, err: Exception) -> None:
+    symbol = result.symbol
+    if isinstance(err, FetchError) and err.kind == "time_short":
+        result.status, result.kind = "skipped", err.kind  # no call was made: the symbol waits for next run
+    elif isinstance(err, FetchError):
         result.status, result.kind = "failed", err.kind
         log_event(logger, logging.WARNING, "symbol_not_data", symbol=symbol, kind=err.kind,
                   detail=err.detail, hint=err.hint)
-    except Exception as err:  # isolation boundary: one symbol never stops the others
+    else:
         result.status, result.kind = "failed", type(err).__name__
         log_event(logger, logging.ERROR, "symbol_error", symbol=symbol, kind=type(err).__name__,
                   detail=redact(str(err))[:500],
                   trace=redact("".join(traceback.format_exception(err, chain=False)))[-2000:])
-    return result
 
 
 def process_symbol(invocation: Invocation, symbol: str, result: SymbolResult) -> None:
+    """Fetch and claim the symbol's new bars and hand them to the sender; ``_finish`` follows the put."""
     av, store, owner = invocation.av, invocation.store, invocation.owner
     if store is None:  # backfill: the month as Alpha Vantage returns it, cursor neither read nor moved
         series = av.fetch(symbol, month=invocation.month, tally=result)
         _count_fetch(result, series, symbol)
-        _send(invocation, symbol, list(series.bars), result)
+        _send(invocation, list(series.bars), result)
         return
     state = store.read(symbol)
     if state.leased_by_other(owner, now_ms()):
@@ -233,17 +247,39 @@ def process_symbol(invocation: Invocation, symbol: str, result: SymbolResult) ->
     if not new:
         return
     try:
-        put = _send(invocation, symbol, new, result)
+        _send(invocation, new, result)
     except Exception:
-        # The put broke off (a reported failure would not raise): free the range now rather than at
-        # lease expiry, so the next run sends it again.
+        # Nothing was handed over: free the range now rather than at lease expiry, so the next run sends it.
         _release_quietly(store, symbol, owner)
         raise
-    end = new[-1].ts if put.all_accepted else accepted_prefix_end(new, put.accepted)
-    if end is not None:
-        _commit(store, symbol, owner, end, result)
-    else:
-        store.release(symbol, owner)
+
+
+def _send(invocation: Invocation, bars: list[Bar], result: SymbolResult) -> None:
+    """Hand the bars to the sender; once it is done with them, ``_finish`` runs on a finishing thread."""
+    entries = [Entry(result.symbol, bar.to_bytes()) for bar in bars]
+    put = invocation.sender.submit(result.symbol, entries)
+    put.add_done_callback(lambda done: invocation.finishers.submit(_finish, invocation, bars, done.result(), result))
+
+
+def _finish(invocation: Invocation, bars: list[Bar], put: PutResult, result: SymbolResult) -> None:
+    """Count the put, and move the cursor to the end of the accepted prefix (or release the claim)."""
+    try:
+        result.bars_sent += put.accepted_count
+        result.put_records_retries += put.retried_entries
+        if put.error:
+            result.status, result.kind = "failed", "put_failed"
+            log_event(logger, logging.WARNING, "put_failed", symbol=result.symbol, accepted=put.accepted_count,
+                      total=len(bars), detail=put.error, error_codes=put.last_error_codes)
+        store = invocation.store
+        if store is None:
+            return
+        end = bars[-1].ts if put.all_accepted else accepted_prefix_end(bars, put.accepted)
+        if end is not None:
+            _commit(store, result.symbol, invocation.owner, end, result)
+        else:
+            store.release(result.symbol, invocation.owner)
+    except Exception as err:  # a finishing thread's failure is this symbol's, like any other
+        _record_failure(result, err)
 
 
 def _fetch_reaching_cursor(settings: Settings, av: AlphaVantageClient, symbol: str, cursor: str | None,
@@ -307,20 +343,6 @@ def _skip_claimed(result: SymbolResult, state: CursorState) -> None:
     result.status, result.kind, result.cursor = "skipped", "claimed_elsewhere", state.cursor
     log_event(logger, logging.INFO, "claimed_elsewhere", symbol=result.symbol, cursor=state.cursor,
               lease_owner=state.lease_owner, lease_until_ms=state.lease_until_ms)
-
-
-def _send(invocation: Invocation, symbol: str, bars: list[Bar], result: SymbolResult) -> PutResult:
-    """Hand the bars to the sender and wait until they are accepted, or given up on for this run."""
-    entries = [Entry(symbol, bar.to_bytes()) for bar in bars]
-    # The sender resolves every future by the deadline; the timeout only guards against a bug there.
-    put = invocation.sender.submit(symbol, entries).result(timeout=invocation.deadline.remaining_s() + 5)
-    result.bars_sent += put.accepted_count
-    result.put_records_retries += put.retried_entries
-    if put.error:
-        result.status, result.kind = "failed", "put_failed"
-        log_event(logger, logging.WARNING, "put_failed", symbol=symbol, accepted=put.accepted_count,
-                  total=len(entries), detail=put.error, error_codes=put.last_error_codes)
-    return put
 
 
 def _commit(store: CursorStore, symbol: str, owner: str, new_cursor: str, result: SymbolResult) -> None:

@@ -17,11 +17,11 @@ from fetcher_lambda.deadline import Deadline
 from fetcher_lambda.groups import Group
 from fetcher_lambda.pipeline import Clients, run
 from tests import fake_alphavantage as fake
-from tests.fake_alphavantage import TEST_API_KEY, max_in_flight, max_in_window
+from tests.fake_alphavantage import TEST_API_KEY, max_in_flight
 from tests.kinesis_faults import FailEntries
 
 NY = ZoneInfo("America/New_York")
-JITTER_S = 0.05  # between a slot and the request's arrival at the server, on a busy machine
+JITTER_S = 0.15  # a slot to its arrival at the server: thread wake-up, connect, send; on a busy machine
 
 
 def utc(rows) -> list[str]:
@@ -91,8 +91,9 @@ def test_calls_keep_the_budget_run_concurrently_and_keep_each_symbols_order(
     symbols = [f"C{i:03d}" for i in range(40)]
     expected = serve(fake_alphavantage, symbols, bars=3)
     calls_per_minute = 600  # one call every 0.1 s: 40 calls take 3.9 s at least
+    # A read timeout well above the 0.3 s replies: a retried call would be a second arrival.
     settings = replace(fetcher_settings, symbols=tuple(symbols), calls_per_minute=calls_per_minute,
-                       fetch_concurrency=8)
+                       fetch_concurrency=8, read_timeout_s=2.0)
 
     summary = run(settings, Clients(*fetcher_clients_factory()), TEST_API_KEY, Deadline.after(30))
     assert summary.symbols_ok == 40 and summary.api_calls == 40 and summary.bars_sent == 120
@@ -105,7 +106,6 @@ def test_calls_keep_the_budget_run_concurrently_and_keep_each_symbols_order(
     tightest = min(arrivals[j] - arrivals[i] - (j - i) * interval
                    for i in range(len(arrivals)) for j in range(i + 1, len(arrivals)))
     assert tightest >= -JITTER_S, f"calls {-tightest:.3f} s closer than the budget allows"
-    assert max_in_window(timings, 1.0) <= calls_per_minute / 60 + 1
     # 0.3 s per call at 10 calls a second: about three calls are in flight at any time.
     assert max_in_flight(timings) >= 2, "the calls did not overlap"
     assert stream_by_symbol(read_stream(settings.stream_name)) == expected
@@ -116,17 +116,16 @@ def test_invocation_stops_before_the_deadline_with_correct_cursors_then_the_next
     fake_alphavantage.latency_s = 0.3
     symbols = [f"D{i:03d}" for i in range(30)]
     expected = serve(fake_alphavantage, symbols, bars=4)
-    # Two calls a second, and about 4 s in which a call may start: most symbols wait for the next run.
+    # Two calls a second, and 4.5 s in which a call may start: most symbols wait for the next run.
     settings = replace(fetcher_settings, symbols=tuple(symbols), calls_per_minute=120, fetch_concurrency=4,
-                       safety_margin_s=1.0, put_attempts=10_000)
+                       safety_margin_s=1.0, put_attempts=10_000, read_timeout_s=2.0)
     d000 = fake.minute_rows("2024-03-08 11:00", 4)  # bar times of its own, so only its put gets stuck
     fake_alphavantage.set_series("D000", d000)
     expected["D000"] = utc(d000)
     kinesis, dynamodb = fetcher_clients_factory()
     stuck = expected["D000"][2]  # never accepted: the first symbol's put is still retrying at the deadline
     faults = FailEntries(kinesis, lambda _call, ts: ts == stuck)
-    seconds = 6.0
-    deadline = Deadline.after(seconds)
+    deadline = Deadline.after(8.0)
 
     summary = run(settings, Clients(kinesis, dynamodb), TEST_API_KEY, deadline)
     assert deadline.remaining_s() > 0, "the run outlived its deadline"
@@ -161,6 +160,7 @@ def test_time_short_symbols_spend_no_call(fake_alphavantage, fetcher_settings, f
     settings = replace(fetcher_settings, symbols=("E1", "E2", "E3"), calls_per_minute=6)  # a call every 10 s
     started = time.monotonic()
     summary = run(settings, Clients(*fetcher_clients_factory()), TEST_API_KEY, Deadline.after(5))
-    assert summary.symbols_ok == 1 and summary.skipped == {"E2": "time_short", "E3": "time_short"}
-    assert [t.symbol for t in fake_alphavantage.timings] == ["E1"]
+    # The three start together and race for the one slot: one wins, the others do not wait.
+    (fetched,) = [t.symbol for t in fake_alphavantage.timings]
+    assert summary.symbols_ok == 1 and summary.skipped == {s: "time_short" for s in ("E1", "E2", "E3") if s != fetched}
     assert time.monotonic() - started < 5, "a skipped symbol waited for a slot it could not use"

@@ -88,7 +88,7 @@ def test_bars_arrive_once_in_order_then_only_new_ones(fake_alphavantage, fetcher
     assert by_symbol(records) == {"IBM": utc(ibm), "AAPL": utc(aapl)}
     assert "2024-03-08T20:50:00Z" in utc(ibm) and "2024-03-11T13:30:00Z" in utc(ibm)
     assert all(set(record) == CONTRACT_FIELDS for _, record in records)
-    assert records[0][1] == {"symbol": "IBM", "ts": "2024-03-08T20:50:00Z", "open": 100.0, "high": 100.03,
+    assert next(record for key, record in records if key == "IBM") == {"symbol": "IBM", "ts": "2024-03-08T20:50:00Z", "open": 100.0, "high": 100.03,
                              "low": 99.98, "close": 100.01, "volume": 1000, "interval": "1min",
                              "source": "alphavantage"}
     assert (first.symbols_ok, first.bars_fetched, first.bars_sent, first.api_calls) == (2, 35, 35, 2)
