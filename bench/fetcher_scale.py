@@ -10,11 +10,10 @@ check it, at the server: the arrival time of every request is recorded there.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from bench import services
-from bench.fetcher import fresh_resources, run_container
+from bench.fetcher import fresh_resources, log, run_container
 from bench.fetcher_invoke import TIMEOUT_S
 from bench.stats import summary
 from fetcher_lambda.alphavantage import resolve_zone, to_utc
@@ -31,10 +30,6 @@ class Options:
     latency_s: float = 0.3
     concurrency: int = 16
     reps: int = 3
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _seed_cursors(dynamodb, table: str, cursors: dict[str, str]) -> None:

@@ -79,8 +79,11 @@ class Settings:
     put_attempts: int = 5
     put_backoff_base_s: float = 0.1
     put_backoff_max_s: float = 2.0
-    # Time kept back from the invocation's deadline to write cursors and the summary.
-    safety_margin_s: float = 2.0
+    # Time kept back from the invocation's deadline after a symbol's fetch: its put (a Kinesis call
+    # takes at most put_call_s, the fetcher's client's timeouts: aws.KINESIS_CALL_S), its cursor
+    # commit and the summary.
+    safety_margin_s: float = 5.0
+    put_call_s: float = 4.0
     # Local runs have no Lambda deadline: this is their per-run time budget (a --month backfill's
     # is the longer one: it puts one bar per symbol per PutRecords round trip).
     local_budget_s: float = 55.0

@@ -32,7 +32,7 @@ def default_clients(settings: Settings, with_cursor: bool = True) -> Clients:
 
     # One connection per fetching thread, so none waits for the pool.
     pool = settings.fetch_concurrency + 2
-    return Clients(kinesis=kinesis_client(settings, pool),
+    return Clients(kinesis=kinesis_client(settings, pool, bounded=True),
                    dynamodb=dynamodb_client(settings, pool) if with_cursor else None)
 
 

@@ -154,8 +154,10 @@ FINISHING_THREADS = 4  # a finish is one DynamoDB write
 
 
 def put_policy(settings: Settings) -> RetryPolicy:
+    """Retries of a failed bar; the margin is what the safety margin leaves after the last call."""
     return RetryPolicy(attempts=settings.put_attempts, base_s=settings.put_backoff_base_s,
-                       cap_s=settings.put_backoff_max_s, margin_s=settings.safety_margin_s / 2)
+                       cap_s=settings.put_backoff_max_s,
+                       margin_s=max(0.0, settings.safety_margin_s - settings.put_call_s))
 
 
 def run(settings: Settings, clients: Clients, api_key: str, deadline: Deadline,
@@ -175,7 +177,7 @@ def run(settings: Settings, clients: Clients, api_key: str, deadline: Deadline,
     av = AlphaVantageClient(settings, api_key, deadline, budget)
     store = CursorStore(clients.dynamodb, settings.cursor_table) if not month else None
     finishers = ThreadPoolExecutor(max_workers=FINISHING_THREADS, thread_name_prefix="finish")
-    sender = OrderedSender(clients.kinesis, settings.stream_name, deadline, put_policy(settings))
+    sender = OrderedSender(clients.kinesis, settings.stream_name, deadline, put_policy(settings), settings.put_call_s)
     invocation = Invocation(settings, av, store, sender, finishers, deadline, invocation_id, month)
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_concurrency, len(symbols))),

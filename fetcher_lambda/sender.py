@@ -14,8 +14,9 @@ the returned future; whatever is submitted while a call is in flight goes into t
 A failed bar stays at the head of its symbol and is retried after a full-jitter exponential backoff
 of its own, at most ``RetryPolicy.attempts`` times in a row; then that symbol stops for this run.
 A whole call refused as throttled counts as a failure of each of its bars. A non-retryable error
-(stream missing, access denied) stops the symbols of that call. Once the deadline is closer than
-the policy's margin, every unfinished symbol stops. Either way its future holds which bars were
+(stream missing, access denied) stops the symbols of that call. A call starts only if it can end
+(``call_s``, the client's connect and read timeouts) before the deadline minus the policy's margin;
+past that, every unfinished symbol stops. Either way its future holds which bars were
 accepted: always a prefix of them, so the cursor can move to the prefix's end.
 """
 
@@ -67,11 +68,13 @@ class OrderedSender:
     """Puts submitted bars to ``stream_name`` in per-key order until closed or the deadline is near."""
 
     def __init__(self, client: Any, stream_name: str, deadline: Deadline, policy: RetryPolicy = RetryPolicy(),
-                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic):
+                 call_s: float = 0.0, rng: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.stream_name = stream_name
         self.deadline = deadline
         self.policy = policy
+        self.stop_at = deadline.expires_at - policy.margin_s - call_s  # the last moment to start a call
         self.stats = SenderStats()
         self._rng = rng
         self._clock = clock
@@ -131,7 +134,7 @@ class OrderedSender:
         """The heads due now, within the batch limits; None once closed and nothing waits."""
         with self._cond:
             while True:
-                stop_at = self.deadline.expires_at - self.policy.margin_s
+                stop_at = self.stop_at
                 now = self._clock()
                 if now >= stop_at and self._waiting:
                     self._stop_all("deadline reached before every bar was accepted; the rest is sent next run")
@@ -214,7 +217,7 @@ class OrderedSender:
                                "it and the later bars are sent again next run")
             return
         symbol.not_before = self._clock() + self.policy.delay(symbol.failures, self._rng)
-        if symbol.not_before >= self.deadline.expires_at - self.policy.margin_s:
+        if symbol.not_before >= self.stop_at:
             self._stop(symbol, "deadline reached while retrying a failed bar; the rest is sent next run")
             return
         symbol.result.retried_entries += 1

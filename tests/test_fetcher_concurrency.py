@@ -164,3 +164,17 @@ def test_time_short_symbols_spend_no_call(fake_alphavantage, fetcher_settings, f
     (fetched,) = [t.symbol for t in fake_alphavantage.timings]
     assert summary.symbols_ok == 1 and summary.skipped == {s: "time_short" for s in ("E1", "E2", "E3") if s != fetched}
     assert time.monotonic() - started < 5, "a skipped symbol waited for a slot it could not use"
+
+
+def test_sender_starts_no_call_that_could_end_after_the_deadline(local_kinesis, kinesis_stream, read_stream):
+    from fetcher_lambda.kinesis import Entry, RetryPolicy
+    from fetcher_lambda.sender import OrderedSender
+
+    bars = [Entry("IBM", b'{"n": 1}'), Entry("IBM", b'{"n": 2}')]
+    # 3 s left, but a call may take 2.5 s and 1 s is kept for the cursors: no call may start.
+    with OrderedSender(local_kinesis, kinesis_stream, Deadline.after(3), RetryPolicy(margin_s=1.0), call_s=2.5) as late:
+        put = late.submit("IBM", bars).result(timeout=5)
+    assert late.stats.calls == 0 and put.accepted == [False, False] and "deadline" in put.error
+    with OrderedSender(local_kinesis, kinesis_stream, Deadline.after(10), RetryPolicy(margin_s=1.0), call_s=2.5) as sender:
+        put = sender.submit("IBM", bars).result(timeout=10)
+    assert sender.stats.calls == 2 and put.all_accepted and len(read_stream(kinesis_stream)) == 2
