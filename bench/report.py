@@ -89,17 +89,19 @@ def latency_rows(lat: dict) -> list[tuple]:
 
 def fetcher_rows(f: dict) -> list[tuple]:
     waits = f["cold_waits_s"]
-    own = f["cold_invocation_s"]["median"] - sum(w["median"] for w in waits.values())
+    # Symbols are fetched concurrently: the waits overlap, and only what is left is the fetcher's own.
+    own = max(0.0, f["cold_invocation_s"]["median"] - sum(w["median"] for w in waits.values()))
     symbols = f["options"]["symbols"]
     return [
         ("fetcher", f"cold invocation, {symbols} symbols, {f['bars_sent']:,} bars sent: s", _n(f["cold_invocation_s"]["median"], 2),
          _spread(f["cold_invocation_s"], 2), f"< {f['timeout_s']:.0f} (timeout)",
          _status(f["cold_invocation_s"]["max"] < f["timeout_s"] and f["symbols_skipped"] == 0
                  and f["symbols_failed"] == 0)),
-        ("fetcher", "  of which waiting on Kinesis / Alpha Vantage / DynamoDB; fetcher itself: s",
+        ("fetcher", "  waiting on Kinesis / Alpha Vantage / DynamoDB (summed over threads); rest: s",
          f"{waits['kinesis']['median']:.2f} / {waits['alphavantage']['median']:.2f} / "
          f"{waits['dynamodb']['median']:.2f}; {own:.2f}", "", "", ""),
-        ("fetcher", "warm invocation (no new bars): s", _n(f["warm_invocation_s"]["median"], 2),
+        ("fetcher", "warm invocation (same container; what the cold one left, else nothing): s",
+         _n(f["warm_invocation_s"]["median"], 2),
          _spread(f["warm_invocation_s"], 2), "", ""),
         ("fetcher", "API calls / PutRecords calls (cold); warm", f"{f['api_calls']} / {f['put_records_calls']}; "
                     f"{f['warm_api_calls']} / {f['warm_put_records_calls']}", "", "", ""),
