@@ -1,7 +1,8 @@
-"""One fresh Lambda container in this process: ``python -m bench.fetcher_invoke`` (settings from the
-environment, as in AWS). Prints JSON: the cold invocation (module import, container set-up, one run
-over all SYMBOLS), then a warm one in the same container, the peak resident memory, and how much of
-each invocation was spent waiting on each service.
+"""One fresh Lambda container in this process: ``python -m bench.fetcher_invoke [--cold-only]``
+(settings from the environment, as in AWS). Prints JSON: the cold invocation (module import,
+container set-up, one run over all SYMBOLS) and its CPU seconds, then (unless ``--cold-only``) a
+warm one in the same container, the peak resident memory, and how much of each invocation was
+spent waiting on each service.
 
 Waiting time is taken at urllib3's ``HTTPConnectionPool.urlopen``, which both requests (Alpha
 Vantage) and botocore (Kinesis, DynamoDB) go through, keyed by port: the local services are shared
@@ -11,6 +12,8 @@ with other work on the machine, and this separates their response times from the
 from __future__ import annotations
 
 import json
+import resource
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -66,21 +69,29 @@ def max_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
+    cold_only = "--cold-only" in sys.argv[1:]
     waits = ServiceWaits()
     from fetcher_lambda import handler  # its cold import time is measured on its own (``fetcher``)
 
     imported = time.perf_counter()
     rss_after_import = max_rss_mib()
+    cpu_before = cpu_s()
     cold = handler.lambda_handler({}, LambdaContext(TIMEOUT_S, "bench-cold"))
     cold_done = time.perf_counter()
+    cold_cpu = cpu_s() - cpu_before
     cold_waits = waits.take()
-    warm = handler.lambda_handler({}, LambdaContext(TIMEOUT_S, "bench-warm"))
+    warm = None if cold_only else handler.lambda_handler({}, LambdaContext(TIMEOUT_S, "bench-warm"))
     warm_done = time.perf_counter()
     warm_waits = waits.take()
     print(json.dumps({
-        "cold_invocation_s": cold_done - imported,
-        "warm_invocation_s": warm_done - cold_done,
+        "cold_invocation_s": cold_done - imported, "cold_cpu_s": cold_cpu,
+        "warm_invocation_s": None if cold_only else warm_done - cold_done,
         "cold": cold, "warm": warm,
         "cold_waits": cold_waits, "warm_waits": warm_waits,
         "max_rss_after_import_mib": rss_after_import,

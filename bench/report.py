@@ -89,16 +89,19 @@ def latency_rows(lat: dict) -> list[tuple]:
 
 def fetcher_rows(f: dict) -> list[tuple]:
     waits = f["cold_waits_s"]
-    own = f["cold_invocation_s"]["median"] - sum(w["median"] for w in waits.values())
+    # Symbols are fetched concurrently: the waits overlap, and only what is left is the fetcher's own.
+    own = max(0.0, f["cold_invocation_s"]["median"] - sum(w["median"] for w in waits.values()))
     symbols = f["options"]["symbols"]
     return [
         ("fetcher", f"cold invocation, {symbols} symbols, {f['bars_sent']:,} bars sent: s", _n(f["cold_invocation_s"]["median"], 2),
          _spread(f["cold_invocation_s"], 2), f"< {f['timeout_s']:.0f} (timeout)",
-         _status(f["cold_invocation_s"]["max"] < f["timeout_s"] and f["symbols_skipped"] == 0)),
-        ("fetcher", "  of which waiting on Kinesis / Alpha Vantage / DynamoDB; fetcher itself: s",
+         _status(f["cold_invocation_s"]["max"] < f["timeout_s"] and f["symbols_skipped"] == 0
+                 and f["symbols_failed"] == 0)),
+        ("fetcher", "  waiting on Kinesis / Alpha Vantage / DynamoDB (summed over threads); rest: s",
          f"{waits['kinesis']['median']:.2f} / {waits['alphavantage']['median']:.2f} / "
          f"{waits['dynamodb']['median']:.2f}; {own:.2f}", "", "", ""),
-        ("fetcher", "warm invocation (no new bars): s", _n(f["warm_invocation_s"]["median"], 2),
+        ("fetcher", "warm invocation (same container; what the cold one left, else nothing): s",
+         _n(f["warm_invocation_s"]["median"], 2),
          _spread(f["warm_invocation_s"], 2), "", ""),
         ("fetcher", "API calls / PutRecords calls (cold); warm", f"{f['api_calls']} / {f['put_records_calls']}; "
                     f"{f['warm_api_calls']} / {f['warm_put_records_calls']}", "", "", ""),
@@ -107,6 +110,24 @@ def fetcher_rows(f: dict) -> list[tuple]:
         ("fetcher", "cold import of fetcher_lambda.handler (boto3 for comparison): s",
          f"{f['import_handler_s']['median']:.3f} ({f['import_boto3_s']['median']:.3f})",
          _spread(f["import_handler_s"], 3), "", ""),
+        *(fetcher_scale_rows(f["scale"]) if f.get("scale") else []),
+    ]
+
+
+def fetcher_scale_rows(s: dict) -> list[tuple]:
+    o = s["options"]
+    return [
+        ("fetcher", f"symbols per invocation ({o['latency_s'] * 1000:.0f} ms per call, {o['calls_per_minute']:,} "
+                    f"calls/min, {s['timeout_s']:.0f} s, one new bar each)", _n(s["symbols_ok"]["median"]),
+         _spread(s["symbols_ok"]), f"≥ {s['target_symbols']} within {s['timeout_s']:.0f} s, none over budget",
+         _status(s["meets_target"])),
+        ("fetcher", "  calls in any 60 s at the API (budget); in any 1 s; in flight at most",
+         f"{s['max_calls_in_any_60s']:,} ({o['calls_per_minute']:,}); {s['max_calls_in_any_1s']}; "
+         f"{s['max_in_flight']['median']:.0f}", "", "", _status(not s["over_budget"])),
+        ("fetcher", "  invocation s; CPU s; PutRecords calls; peak RSS MiB",
+         f"{s['invocation_s']['median']:.1f}; {s['cpu_s']['median']:.1f}; "
+         f"{s['put_records_calls']['median']:.0f}; {s['max_rss_mib']['median']:.0f}", _spread(s["invocation_s"], 1),
+         "", ""),
     ]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import ConfigError, Settings
 from .deadline import Deadline
+from .groups import Group
 from .logs import configure_logging
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -26,6 +27,14 @@ def _month(value: str) -> str:
     if not MONTH.match(value):
         raise argparse.ArgumentTypeError(f"expected YYYY-MM, e.g. 2024-03; got {value!r}")
     return value
+
+
+def _group(value: str) -> Group:
+    try:
+        number, count = (int(part) for part in value.split("/"))
+        return Group(number, count)
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"expected I/G with 1 <= I <= G, e.g. 2/3; got {value!r}") from None
 
 
 def _positive(value: str) -> float:
@@ -59,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=_non_negative,
                         help=f"--replay: bar minutes per second (default {DEFAULT_SPEED:g}; 0 = as fast as possible)")
     parser.add_argument("--sample-dir", type=Path, help=f"--replay: directory of sample files (default {SAMPLE_DIR})")
+    parser.add_argument("--group", type=_group, default=Group(), metavar="I/G",
+                        help="--once/--every: fetch only group I of G of SYMBOLS, with 1/G of AV_CALLS_PER_MINUTE "
+                             "(what the schedule of group I passes)")
     parser.add_argument("--create-resources", action="store_true",
                         help="create the stream (and, for live runs, the cursor table) if missing")
     return parser
@@ -87,8 +99,11 @@ def _run_fetch(settings: Settings, args: argparse.Namespace) -> int:
         ensure_stream(clients.kinesis, settings.stream_name)
         if clients.dynamodb is not None:
             ensure_table(clients.dynamodb, settings.cursor_table)
-    if args.once or args.month:
-        summary = invoke(settings, clients, Deadline.after(settings.local_budget_s), month=args.month)
+    if args.month:
+        summary = invoke(settings, clients, Deadline.after(settings.backfill_budget_s), month=args.month)
+        return 1 if summary.symbols_failed else 0
+    if args.once:
+        summary = invoke(settings, clients, Deadline.after(settings.local_budget_s), group=args.group)
         return 1 if summary.symbols_failed else 0
     run_number = 0
     while True:
@@ -97,7 +112,7 @@ def _run_fetch(settings: Settings, args: argparse.Namespace) -> int:
         # Like a scheduled Lambda whose timeout is LOCAL_BUDGET_SECONDS: a run longer than the
         # interval delays the next one instead of being cut short.
         invoke(settings, clients, Deadline.after(settings.local_budget_s),
-               invocation_id=f"local-{run_number}-{uuid.uuid4().hex[:8]}")
+               invocation_id=f"local-{run_number}-{uuid.uuid4().hex[:8]}", group=args.group)
         time.sleep(max(0.0, args.every - (time.monotonic() - started)))
 
 
@@ -109,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.replay and (args.speed is not None or args.sample_dir is not None):
         parser.error("--speed and --sample-dir only apply to --replay")
+    if (args.replay or args.month) and args.group != Group():
+        parser.error("--group only applies to --once and --every")
     args.speed = DEFAULT_SPEED if args.speed is None else args.speed
     args.sample_dir = args.sample_dir or SAMPLE_DIR
     return args

@@ -5,17 +5,19 @@ Alpha Vantage answers almost everything with HTTP 200: a rate-limit notice (``In
 success at the HTTP level. ``classify`` tells data from those notices; ``parse_intraday`` turns the
 data into contract bars. Both are pure (no I/O) so they are tested without a server and reused by the
 replay of the shipped sample files. ``AlphaVantageClient`` is the thin I/O shell: requests with
-urllib3's ``Retry`` (jittered backoff on connection errors and 5xx) capped by the invocation deadline.
+urllib3's ``Retry`` (jittered backoff on connection errors and 5xx) capped by the invocation deadline,
+every attempt paced by the calls-per-minute budget (``call_budget``), one session per thread.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
@@ -23,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from .call_budget import CallBudget
 from .config import Settings
 from .contract import Bar
 from .deadline import Deadline
@@ -54,6 +57,8 @@ HINTS = {
     "http_status": "Alpha Vantage answered with an HTTP error: it is retried next run",
     "timeout": "Alpha Vantage did not answer in time (HTTP_READ_TIMEOUT): it is retried next run",
     "connection_error": "Alpha Vantage could not be reached: check network/ALPHAVANTAGE_BASE_URL",
+    "time_short": "no call of AV_CALLS_PER_MINUTE was left before the deadline: fetched next run; "
+                  "raise the plan's budget or split SYMBOLS into more groups",
 }
 
 
@@ -205,27 +210,39 @@ def parse_response(body: bytes | str, symbol: str, interval: str) -> Series:
 # ---- I/O shell -------------------------------------------------------------------------------------
 
 class DeadlineRetry(Retry):
-    """urllib3 ``Retry`` that also stops once the next attempt could not finish before a deadline,
+    """urllib3 ``Retry`` that also stops once the next attempt could not start before a deadline,
+    takes every retry's slot from the calls-per-minute budget (a retried request is a call too),
     and counts the retries it allowed (``counter`` is shared by the copies urllib3 makes)."""
 
     def __init__(self, *args: Any, deadline: float | None = None, counter: list[int] | None = None,
-                 **kwargs: Any):
+                 budget: CallBudget | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.deadline = deadline
         self.counter = counter if counter is not None else [0]
+        self.budget = budget
 
     def new(self, **kwargs: Any) -> "DeadlineRetry":
-        return super().new(**{"deadline": self.deadline, "counter": self.counter, **kwargs})
+        return super().new(**{"deadline": self.deadline, "counter": self.counter, "budget": self.budget,
+                              **kwargs})
 
     def is_exhausted(self) -> bool:
         if super().is_exhausted():
             return True
-        return self.deadline is not None and time.monotonic() + self.get_backoff_time() >= self.deadline
+        if self.deadline is None:
+            return False
+        earliest = time.monotonic() if self.budget is None else self.budget.next_slot()
+        return earliest + self.get_backoff_time() >= self.deadline
 
     def increment(self, *args: Any, **kwargs: Any) -> "DeadlineRetry":
         retry = super().increment(*args, **kwargs)
         self.counter[0] += 1
         return retry
+
+    def sleep(self, response: Any = None) -> None:
+        super().sleep(response)
+        if self.budget is not None and not self.budget.acquire(latest=self.deadline or float("inf")):
+            # Other threads took the slots ``is_exhausted`` counted on: give up like an exhausted retry.
+            raise FetchError("time_short", "no call left in the budget before the deadline")
 
 
 def _request_error_kind(err: requests.RequestException) -> str:
@@ -239,55 +256,103 @@ def _request_error_kind(err: requests.RequestException) -> str:
     return "connection_error"
 
 
-class AlphaVantageClient:
-    """Fetches one symbol's intraday series; one instance per invocation (it holds its deadline)."""
+class CallTally(Protocol):
+    """Where ``fetch`` adds the calls and retries it made (e.g. a symbol's result)."""
 
-    def __init__(self, settings: Settings, api_key: str, deadline: Deadline,
-                 session: requests.Session | None = None):
+    api_calls: int
+    http_retries: int
+
+
+class AlphaVantageClient:
+    """Fetches intraday series; one instance per invocation (it holds its deadline and budget).
+
+    Safe to use from several threads at once: each thread gets its own ``requests`` session (and
+    so its own connections and retry counter), and every call, retries included, first takes a
+    slot from the shared ``CallBudget``.
+    """
+
+    def __init__(self, settings: Settings, api_key: str, deadline: Deadline, budget: CallBudget | None = None):
         install_redaction()
         self.settings = settings
         self.deadline = deadline
-        self.api_calls = 0
+        self.budget = budget or CallBudget(settings.calls_per_minute)
         self._api_key = api_key
-        self._retry_counter = [0]
-        self._session = session or requests.Session()
-        self._session.headers.setdefault("User-Agent", "stock-analytics-fetcher/1.0")
-        last_start = deadline.expires_at - settings.safety_margin_s - settings.connect_timeout_s \
-            - settings.read_timeout_s
-        retry = DeadlineRetry(
-            total=settings.http_retries, connect=settings.http_retries, read=settings.http_retries,
-            status=settings.http_retries, other=0, redirect=2,
-            status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}),
-            backoff_factor=settings.backoff_factor_s, backoff_max=settings.backoff_max_s,
-            backoff_jitter=settings.backoff_jitter_s,
-            # A Retry-After header could ask for longer than the invocation has left.
-            respect_retry_after_header=False, raise_on_status=False,
-            deadline=last_start, counter=self._retry_counter,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._sessions: list[tuple[requests.Session, list[int]]] = []
+        self._calls = 0
+        # The last moment a call may start: one connect, a short read and the margin must still fit.
+        self._last_call_start = deadline.expires_at - settings.min_symbol_time_s
+
+    @property
+    def api_calls(self) -> int:
+        with self._lock:
+            return self._calls
 
     @property
     def http_retries(self) -> int:
-        return self._retry_counter[0]
+        with self._lock:
+            return sum(counter[0] for _, counter in self._sessions)
 
     def close(self) -> None:
-        self._session.close()
+        with self._lock:
+            for session, _ in self._sessions:
+                session.close()
 
-    def fetch(self, symbol: str, outputsize: str | None = None, month: str | None = None) -> Series:
-        """The symbol's bars, oldest first; raises ``FetchError`` (never with the key in it)."""
+    def _thread_session(self) -> tuple[requests.Session, list[int]]:
+        """This thread's session and retry counter, created on first use."""
+        if not hasattr(self._local, "session"):
+            settings = self.settings
+            counter = [0]
+            session = requests.Session()
+            session.headers["User-Agent"] = "stock-analytics-fetcher/1.0"
+            retry = DeadlineRetry(
+                total=settings.http_retries, connect=settings.http_retries, read=settings.http_retries,
+                status=settings.http_retries, other=0, redirect=2,
+                status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}),
+                backoff_factor=settings.backoff_factor_s, backoff_max=settings.backoff_max_s,
+                backoff_jitter=settings.backoff_jitter_s,
+                # A Retry-After header could ask for longer than the invocation has left.
+                respect_retry_after_header=False, raise_on_status=False,
+                deadline=self.deadline.expires_at - settings.safety_margin_s - settings.connect_timeout_s
+                - settings.read_timeout_s,
+                counter=counter, budget=self.budget,
+            )
+            adapter = HTTPAdapter(max_retries=retry)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session, self._local.counter = session, counter
+            with self._lock:
+                self._sessions.append((session, counter))
+        return self._local.session, self._local.counter
+
+    def fetch(self, symbol: str, outputsize: str | None = None, month: str | None = None,
+              tally: CallTally | None = None) -> Series:
+        """The symbol's bars, oldest first; raises ``FetchError`` (never with the key in it).
+
+        ``FetchError('time_short')``: no slot of the budget is left early enough to finish a call
+        before the deadline; nothing was sent.
+        """
         settings = self.settings
+        session, counter = self._thread_session()
+        if not self.budget.acquire(latest=self._last_call_start):
+            raise FetchError("time_short", "no call left in the budget before the deadline")
         params = {**request_params(settings, symbol, outputsize, month), "apikey": self._api_key}
         read_timeout = min(settings.read_timeout_s,
                            max(0.1, self.deadline.remaining_s() - settings.safety_margin_s))
-        self.api_calls += 1
+        retries_before = counter[0]
+        with self._lock:
+            self._calls += 1
         try:
-            response = self._session.get(f"{settings.base_url}/query", params=params,
-                                         timeout=(settings.connect_timeout_s, read_timeout))
+            response = session.get(f"{settings.base_url}/query", params=params,
+                                   timeout=(settings.connect_timeout_s, read_timeout))
         except requests.RequestException as err:
             # ``from None``: the chained urllib3 error would carry the URL, key included.
             raise FetchError(_request_error_kind(err), redact(str(err))[:300]) from None
+        finally:
+            if tally is not None:
+                tally.api_calls += 1
+                tally.http_retries += counter[0] - retries_before
         if response.status_code != 200:
-            raise FetchError("http_status", f"HTTP {response.status_code} after {self.http_retries} retries")
+            raise FetchError("http_status", f"HTTP {response.status_code} after {counter[0] - retries_before} retries")
         return parse_response(response.content, symbol, settings.interval)

@@ -69,14 +69,25 @@ class Settings:
     backoff_factor_s: float = 0.5
     backoff_max_s: float = 8.0
     backoff_jitter_s: float = 0.5
-    # Kinesis PutRecords: attempts per batch for the entries that failed.
+    # Alpha Vantage calls per minute for this API key (5: the free tier; premium plans 75 to 1,200),
+    # shared by all symbol groups; and how many requests one invocation keeps in flight at most.
+    calls_per_minute: float = 5.0
+    fetch_concurrency: int = 16
+    # A call starts only if a read of at least this long (or read_timeout_s if shorter) still fits.
+    min_read_s: float = 2.0
+    # Kinesis PutRecords: attempts per bar in a row before its symbol stops for this run.
     put_attempts: int = 5
     put_backoff_base_s: float = 0.1
     put_backoff_max_s: float = 2.0
-    # Time kept back from the invocation's deadline to write cursors and the summary.
-    safety_margin_s: float = 2.0
-    # Local runs have no Lambda deadline: this is their per-run time budget.
+    # Time kept back from the invocation's deadline after a symbol's fetch: its put (a Kinesis call
+    # takes at most put_call_s, the fetcher's client's timeouts: aws.KINESIS_CALL_S), its cursor
+    # commit and the summary.
+    safety_margin_s: float = 5.0
+    put_call_s: float = 4.0
+    # Local runs have no Lambda deadline: this is their per-run time budget (a --month backfill's
+    # is the longer one: it puts one bar per symbol per PutRecords round trip).
     local_budget_s: float = 55.0
+    backfill_budget_s: float = 3600.0
     # Refetch with outputsize=full when the compact window no longer reaches the cursor.
     catch_up: bool = True
     log_level: str = "INFO"
@@ -88,8 +99,8 @@ class Settings:
 
     @property
     def min_symbol_time_s(self) -> float:
-        """Time a symbol needs at least: one full HTTP attempt plus the margin for cursor and put."""
-        return self.connect_timeout_s + self.read_timeout_s + self.safety_margin_s
+        """Time a symbol needs at least: a connect, a short read and the margin for put and cursor."""
+        return self.connect_timeout_s + min(self.read_timeout_s, self.min_read_s) + self.safety_margin_s
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -112,8 +123,11 @@ class Settings:
             connect_timeout_s=_number(env, "HTTP_CONNECT_TIMEOUT", defaults.connect_timeout_s),
             read_timeout_s=_number(env, "HTTP_READ_TIMEOUT", defaults.read_timeout_s),
             http_retries=int(_number(env, "HTTP_RETRIES", defaults.http_retries)),
+            calls_per_minute=_number(env, "AV_CALLS_PER_MINUTE", defaults.calls_per_minute, minimum=0.01),
+            fetch_concurrency=int(_number(env, "FETCH_CONCURRENCY", defaults.fetch_concurrency, minimum=1)),
             put_attempts=int(_number(env, "PUT_ATTEMPTS", defaults.put_attempts, minimum=1)),
             local_budget_s=_number(env, "LOCAL_BUDGET_SECONDS", defaults.local_budget_s, minimum=1),
+            backfill_budget_s=_number(env, "BACKFILL_BUDGET_SECONDS", defaults.backfill_budget_s, minimum=1),
             catch_up=_bool(env, "CATCH_UP", defaults.catch_up),
             log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), defaults.log_level,
                               normalise=str.upper),

@@ -8,7 +8,9 @@ failed.
 
 Order: within a batch the records go in the order given (oldest bar first). An entry that is retried
 lands after the entries of its batch that were accepted at the first try, so after a partial failure
-a consumer may see that bar late; consumers order bars by ``ts`` (event time), not by arrival.
+a consumer may see that bar late. ``put_entries`` serves the replay of the sample data (a demo feed
+sent many bars per symbol a second); the fetcher puts through ``sender.OrderedSender``, which keeps
+each symbol's order by sending one bar per symbol per call.
 
 If a batch still has failed entries when attempts or time run out, the later batches are not sent:
 ``PutResult.accepted`` then tells the caller exactly which entries are stored, so the cursor can move
@@ -122,7 +124,7 @@ def put_entries(client: Any, stream_name: str, entries: Sequence[Entry], deadlin
             except ClientError as err:
                 code = error_code(err)
                 if code not in RETRYABLE_CALL_ERRORS:
-                    result.error = _call_error_message(code, stream_name)
+                    result.error = call_error_message(code, stream_name)
                     return result
                 result.throttled_calls += 1
                 result.last_error_codes = {code: len(pending)}
@@ -161,7 +163,7 @@ def _failed_entries(pending: list[int], records: list[dict]) -> tuple[list[int],
     return failed, codes
 
 
-def _call_error_message(code: str, stream_name: str) -> str:
+def call_error_message(code: str, stream_name: str) -> str:
     if code == "ResourceNotFoundException":
         return (f"stream {stream_name!r} does not exist: create it, or set STREAM_NAME "
                 "(locally: python -m fetcher_lambda --create-resources ...)")

@@ -4,7 +4,13 @@ The decisions (which bars are new, how far the cursor may move after a partial p
 compact window lost touch with the cursor, the summary) are pure functions at the top; ``run`` and
 ``process_symbol`` are the shell that does I/O. Each symbol is isolated: whatever goes wrong with
 one (a notice instead of data, a timeout, a DynamoDB error) is logged with the symbol and counted,
-and the next symbol is processed. See ``cursor`` for the claim protocol.
+and the other symbols are processed. See ``cursor`` for the claim protocol.
+
+Concurrency: symbols are processed by a pool of threads, every Alpha Vantage call paced by the
+calls-per-minute budget (``call_budget``); their bars go to one ``sender.OrderedSender``, which
+batches across symbols and keeps each symbol's bars in time order on the stream. A symbol starts
+only while a call, its put and its cursor commit still fit before the deadline; the others are
+skipped (``time_short``) with their cursors untouched, and the next run fetches them.
 """
 
 from __future__ import annotations
@@ -13,16 +19,20 @@ import logging
 import time
 import traceback
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from .alphavantage import AlphaVantageClient, FetchError, Series
+from .call_budget import CallBudget
 from .config import Settings
 from .contract import Bar
 from .cursor import CursorState, CursorStore, now_ms
 from .deadline import Deadline
-from .kinesis import Entry, PutResult, RetryPolicy, put_entries
+from .groups import Group
+from .kinesis import Entry, PutResult, RetryPolicy
 from .logs import log_event, redact
+from .sender import OrderedSender
 
 logger = logging.getLogger("fetcher_lambda.run")
 CLAIM_ROUNDS = 3  # a lost claim re-reads the cursor; more losses in a row mean heavy contention
@@ -64,8 +74,7 @@ class SymbolResult:
     bars_invalid: int = 0
     api_calls: int = 0
     http_retries: int = 0
-    put_records_calls: int = 0
-    put_records_retries: int = 0
+    put_records_retries: int = 0  # this symbol's bars sent again after a failure
     cursor: str | None = None
 
 
@@ -73,6 +82,8 @@ class SymbolResult:
 class Summary:
     invocation_id: str
     mode: str
+    group: str = "1/1"
+    calls_per_minute: float = 0.0  # this invocation's share of the budget
     symbols_ok: int = 0
     symbols_failed: int = 0
     symbols_skipped: int = 0
@@ -93,11 +104,14 @@ class Summary:
 
 
 _COUNTERS = ("bars_fetched", "bars_sent", "bars_skipped", "bars_invalid", "api_calls", "http_retries",
-             "put_records_calls", "put_records_retries")
+             "put_records_retries")
 
 
-def summarize(invocation_id: str, mode: str, results: Sequence[SymbolResult], duration_ms: int) -> Summary:
-    summary = Summary(invocation_id=invocation_id, mode=mode, duration_ms=duration_ms)
+def summarize(invocation_id: str, mode: str, results: Sequence[SymbolResult], duration_ms: int,
+              put_records_calls: int = 0) -> Summary:
+    """The run's totals; PutRecords calls are the sender's (one call carries bars of many symbols)."""
+    summary = Summary(invocation_id=invocation_id, mode=mode, duration_ms=duration_ms,
+                      put_records_calls=put_records_calls)
     for result in results:
         for name in _COUNTERS:
             setattr(summary, name, getattr(summary, name) + getattr(result, name))
@@ -122,90 +136,166 @@ class Clients:
     dynamodb: Any | None  # None only for backfill, which does not use the cursor
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """What every symbol's processing within one run shares."""
+
+    settings: Settings
+    av: AlphaVantageClient
+    store: CursorStore | None  # None: backfill
+    sender: OrderedSender
+    finishers: ThreadPoolExecutor  # commit or release a symbol's cursor once its put is over
+    deadline: Deadline
+    owner: str
+    month: str | None
+
+
+FINISHING_THREADS = 4  # a finish is one DynamoDB write
+
+
+def put_policy(settings: Settings) -> RetryPolicy:
+    """Retries of a failed bar; the margin is what the safety margin leaves after the last call."""
+    return RetryPolicy(attempts=settings.put_attempts, base_s=settings.put_backoff_base_s,
+                       cap_s=settings.put_backoff_max_s,
+                       margin_s=max(0.0, settings.safety_margin_s - settings.put_call_s))
+
+
 def run(settings: Settings, clients: Clients, api_key: str, deadline: Deadline,
-        invocation_id: str | None = None, month: str | None = None) -> Summary:
-    """Fetch every configured symbol once and log one summary line. ``month`` = backfill mode."""
+        invocation_id: str | None = None, month: str | None = None, group: Group = Group(),
+        budget: CallBudget | None = None) -> Summary:
+    """Fetch every symbol of ``group`` once and log one summary line. ``month`` = backfill mode.
+
+    Symbols are fetched by up to ``fetch_concurrency`` threads, in list order, each API call paced
+    by ``budget`` (default: a new one with the group's share of ``calls_per_minute``). A fetching
+    thread hands the symbol's new bars to the one sender thread and moves on to the next symbol;
+    when the sender is done with them, a finishing thread commits the cursor.
+    """
     started = time.monotonic()
     invocation_id = invocation_id or str(uuid.uuid4())
-    mode = "backfill" if month else "live"
-    av = AlphaVantageClient(settings, api_key, deadline)
+    symbols = group.select(settings.symbols)
+    budget = budget or CallBudget(group.share(settings.calls_per_minute))
+    av = AlphaVantageClient(settings, api_key, deadline, budget)
     store = CursorStore(clients.dynamodb, settings.cursor_table) if not month else None
-    results: list[SymbolResult] = []
+    finishers = ThreadPoolExecutor(max_workers=FINISHING_THREADS, thread_name_prefix="finish")
+    sender = OrderedSender(clients.kinesis, settings.stream_name, deadline, put_policy(settings), settings.put_call_s)
+    invocation = Invocation(settings, av, store, sender, finishers, deadline, invocation_id, month)
     try:
-        for position, symbol in enumerate(settings.symbols):
-            if deadline.remaining_s() < settings.min_symbol_time_s:
-                skipped = settings.symbols[position:]
-                log_event(logger, logging.WARNING, "time_short", symbols=list(skipped),
-                          remaining_s=round(deadline.remaining_s(), 2),
-                          hint="raise the function timeout or fetch fewer SYMBOLS per run")
-                results += [SymbolResult(s, status="skipped", kind="time_short") for s in skipped]
-                break
-            results.append(_isolated(settings, clients, av, store, deadline, invocation_id, symbol, month))
+        with ThreadPoolExecutor(max_workers=max(1, min(settings.fetch_concurrency, len(symbols))),
+                                thread_name_prefix="fetch") as pool:
+            results = list(pool.map(lambda symbol: _isolated(invocation, symbol), symbols))
     finally:
+        sender.close()  # every put is over (accepted, given up, or stopped at the deadline) ...
+        finishers.shutdown(wait=True)  # ... and then every cursor is committed or released
         av.close()
-    summary = summarize(invocation_id, mode, results, int((time.monotonic() - started) * 1000))
+    _log_time_short(results, deadline)
+    summary = summarize(invocation_id, "backfill" if month else "live", results,
+                        int((time.monotonic() - started) * 1000), sender.stats.calls)
+    summary.group, summary.calls_per_minute = str(group), budget.calls_per_minute
     log_event(logger, logging.INFO, "fetch_summary", **summary.to_dict())
     return summary
 
 
-def _isolated(settings: Settings, clients: Clients, av: AlphaVantageClient, store: CursorStore | None,
-              deadline: Deadline, owner: str, symbol: str, month: str | None) -> SymbolResult:
+def _log_time_short(results: Sequence[SymbolResult], deadline: Deadline) -> None:
+    short = [result.symbol for result in results if result.kind == "time_short"]
+    if short:
+        log_event(logger, logging.WARNING, "time_short", symbols=short, remaining_s=round(deadline.remaining_s(), 2),
+                  hint="the symbols at the end of the list wait: raise AV_CALLS_PER_MINUTE to the plan's "
+                       "budget, or split SYMBOLS into more groups (FetcherGroups)")
+
+
+def _isolated(invocation: Invocation, symbol: str) -> SymbolResult:
     """``process_symbol`` with every failure turned into a logged, counted result."""
     result = SymbolResult(symbol)
-    calls_before, retries_before = av.api_calls, av.http_retries
+    if invocation.deadline.remaining_s() < invocation.settings.min_symbol_time_s:
+        result.status, result.kind = "skipped", "time_short"
+        return result
     try:
-        process_symbol(settings, clients, av, store, deadline, owner, symbol, month, result)
-    except FetchError as err:
+        process_symbol(invocation, symbol, result)
+    except Exception as err:  # isolation boundary: one symbol never stops the others
+        _record_failure(result, err)
+    return result
+
+
+def _record_failure(result: SymbolResult, err: Exception) -> None:
+    symbol = result.symbol
+    if isinstance(err, FetchError) and err.kind == "time_short":
+        result.status, result.kind = "skipped", err.kind  # no call was made: the symbol waits for next run
+    elif isinstance(err, FetchError):
         result.status, result.kind = "failed", err.kind
         log_event(logger, logging.WARNING, "symbol_not_data", symbol=symbol, kind=err.kind,
                   detail=err.detail, hint=err.hint)
-    except Exception as err:  # isolation boundary: one symbol never stops the others
+    else:
         result.status, result.kind = "failed", type(err).__name__
         log_event(logger, logging.ERROR, "symbol_error", symbol=symbol, kind=type(err).__name__,
                   detail=redact(str(err))[:500],
                   trace=redact("".join(traceback.format_exception(err, chain=False)))[-2000:])
-    result.api_calls = av.api_calls - calls_before
-    result.http_retries = av.http_retries - retries_before
-    return result
 
 
-def process_symbol(settings: Settings, clients: Clients, av: AlphaVantageClient, store: CursorStore | None,
-                   deadline: Deadline, owner: str, symbol: str, month: str | None,
-                   result: SymbolResult) -> None:
+def process_symbol(invocation: Invocation, symbol: str, result: SymbolResult) -> None:
+    """Fetch and claim the symbol's new bars and hand them to the sender; ``_finish`` follows the put."""
+    av, store, owner = invocation.av, invocation.store, invocation.owner
     if store is None:  # backfill: the month as Alpha Vantage returns it, cursor neither read nor moved
-        series = av.fetch(symbol, month=month)
+        series = av.fetch(symbol, month=invocation.month, tally=result)
         _count_fetch(result, series, symbol)
-        _send(settings, clients, deadline, symbol, list(series.bars), result)
+        _send(invocation, list(series.bars), result)
         return
     state = store.read(symbol)
     if state.leased_by_other(owner, now_ms()):
         _skip_claimed(result, state)  # that invocation is sending: spend no API call
         return
-    series = _fetch_reaching_cursor(settings, av, symbol, state.cursor)
+    series = _fetch_reaching_cursor(invocation.settings, av, symbol, state.cursor, result)
     _count_fetch(result, series, symbol)
-    new = _claim_new_bars(settings, store, deadline, owner, series, state, result)
+    new = _claim_new_bars(invocation, series, state, result)
     if not new:
         return
     try:
-        put = _send(settings, clients, deadline, symbol, new, result)
+        _send(invocation, new, result)
     except Exception:
-        # The put broke off (a reported failure would not raise): free the range now rather than at
-        # lease expiry, so the next run sends it again.
+        # Nothing was handed over: free the range now rather than at lease expiry, so the next run sends it.
         _release_quietly(store, symbol, owner)
         raise
-    end = new[-1].ts if put.all_accepted else accepted_prefix_end(new, put.accepted)
-    if end is not None:
-        _commit(store, symbol, owner, end, result)
-    else:
-        store.release(symbol, owner)
 
 
-def _fetch_reaching_cursor(settings: Settings, av: AlphaVantageClient, symbol: str, cursor: str | None) -> Series:
+def _send(invocation: Invocation, bars: list[Bar], result: SymbolResult) -> None:
+    """Hand the bars to the sender; once it is done with them, ``_finish`` runs on a finishing thread."""
+    entries = [Entry(result.symbol, bar.to_bytes()) for bar in bars]
+    put = invocation.sender.submit(result.symbol, entries)
+    put.add_done_callback(lambda done: invocation.finishers.submit(_finish, invocation, bars, done.result(), result))
+
+
+def _finish(invocation: Invocation, bars: list[Bar], put: PutResult, result: SymbolResult) -> None:
+    """Count the put, and move the cursor to the end of the accepted prefix (or release the claim)."""
+    try:
+        result.bars_sent += put.accepted_count
+        result.put_records_retries += put.retried_entries
+        if put.error:
+            result.status, result.kind = "failed", "put_failed"
+            log_event(logger, logging.WARNING, "put_failed", symbol=result.symbol, accepted=put.accepted_count,
+                      total=len(bars), detail=put.error, error_codes=put.last_error_codes)
+        store = invocation.store
+        if store is None:
+            return
+        end = bars[-1].ts if put.all_accepted else accepted_prefix_end(bars, put.accepted)
+        if end is not None:
+            _commit(store, result.symbol, invocation.owner, end, result)
+        else:
+            store.release(result.symbol, invocation.owner)
+    except Exception as err:  # a finishing thread's failure is this symbol's, like any other
+        _record_failure(result, err)
+
+
+def _fetch_reaching_cursor(settings: Settings, av: AlphaVantageClient, symbol: str, cursor: str | None,
+                           result: SymbolResult) -> Series:
     """The compact window, or the full series when the window starts after the cursor (missed runs)."""
-    series = av.fetch(symbol)
+    series = av.fetch(symbol, tally=result)
     if settings.catch_up and settings.outputsize == "compact" and window_misses_cursor(series.bars, cursor):
         log_event(logger, logging.INFO, "catch_up", symbol=symbol, cursor=cursor, oldest_returned=series.bars[0].ts)
-        series = av.fetch(symbol, outputsize="full")
+        try:
+            series = av.fetch(symbol, outputsize="full", tally=result)
+        except FetchError as err:
+            if err.kind != "time_short":
+                raise
+            # No call left for the full series: send the compact window now, the gap stays logged.
     if window_misses_cursor(series.bars, cursor):
         log_event(logger, logging.WARNING, "possible_gap", symbol=symbol, cursor=cursor,
                   oldest_returned=series.bars[0].ts,
@@ -213,17 +303,18 @@ def _fetch_reaching_cursor(settings: Settings, av: AlphaVantageClient, symbol: s
     return series
 
 
-def _claim_new_bars(settings: Settings, store: CursorStore, deadline: Deadline, owner: str, series: Series,
-                    state: CursorState, result: SymbolResult) -> list[Bar]:
+def _claim_new_bars(invocation: Invocation, series: Series, state: CursorState, result: SymbolResult) -> list[Bar]:
     """The bars this invocation now holds the lease for (empty: nothing new, or someone else's)."""
-    symbol = result.symbol
+    symbol, store, owner = result.symbol, invocation.store, invocation.owner
+    assert store is not None
     for _ in range(CLAIM_ROUNDS):
         new, already_sent = select_new(series.bars, state.cursor)
         result.bars_skipped, result.cursor = already_sent, state.cursor
         if not new:
             return []
         # The lease outlives this invocation (the runtime kills it at the deadline) by a margin.
-        lease_until = deadline.wall_clock_ms() + int(settings.safety_margin_s * 1000) + LEASE_EXTRA_MS
+        lease_until = invocation.deadline.wall_clock_ms() + int(invocation.settings.safety_margin_s * 1000) \
+            + LEASE_EXTRA_MS
         if store.claim(symbol, state.cursor, new[-1].ts, owner, lease_until):
             return new
         state = store.read(symbol)  # lost the compare-and-swap: see who won
@@ -254,22 +345,6 @@ def _skip_claimed(result: SymbolResult, state: CursorState) -> None:
     result.status, result.kind, result.cursor = "skipped", "claimed_elsewhere", state.cursor
     log_event(logger, logging.INFO, "claimed_elsewhere", symbol=result.symbol, cursor=state.cursor,
               lease_owner=state.lease_owner, lease_until_ms=state.lease_until_ms)
-
-
-def _send(settings: Settings, clients: Clients, deadline: Deadline, symbol: str, bars: list[Bar],
-          result: SymbolResult) -> PutResult:
-    entries = [Entry(symbol, bar.to_bytes()) for bar in bars]
-    policy = RetryPolicy(attempts=settings.put_attempts, base_s=settings.put_backoff_base_s,
-                         cap_s=settings.put_backoff_max_s, margin_s=settings.safety_margin_s / 2)
-    put = put_entries(clients.kinesis, settings.stream_name, entries, deadline, policy)
-    result.bars_sent += put.accepted_count
-    result.put_records_calls += put.calls
-    result.put_records_retries += put.retried_entries
-    if put.error:
-        result.status, result.kind = "failed", "put_failed"
-        log_event(logger, logging.WARNING, "put_failed", symbol=symbol, accepted=put.accepted_count,
-                  total=len(entries), detail=put.error)
-    return put
 
 
 def _commit(store: CursorStore, symbol: str, owner: str, new_cursor: str, result: SymbolResult) -> None:

@@ -13,9 +13,10 @@
 #
 # Settings come from the environment (the Makefile passes them through):
 #   STACK_NAME (default stock-analytics), AWS_REGION (required), ARTIFACT_BUCKET (deploy),
-#   TUNNEL_PORT (default 8443), NAME_PREFIX, SYMBOLS, INTERVAL, STREAM_MODE, SHARD_COUNT,
-#   OPENSEARCH_INSTANCE_TYPE, OPENSEARCH_INSTANCE_COUNT, PARALLELISM, ALERT_EMAIL, VPC_CIDR,
-#   DASHBOARDS_TUNNEL, FETCHER_RESERVED_CONCURRENCY, SIGNAL_ALERT_EMAIL, SIGNAL_ALERT_RULES (optional
+#   TUNNEL_PORT (default 8443), NAME_PREFIX, SYMBOLS, FETCHER_GROUPS, AV_CALLS_PER_MINUTE,
+#   FETCHER_MEMORY, INTERVAL, STREAM_MODE, SHARD_COUNT, OPENSEARCH_INSTANCE_TYPE,
+#   OPENSEARCH_INSTANCE_COUNT, PARALLELISM, ALERT_EMAIL, VPC_CIDR, DASHBOARDS_TUNNEL,
+#   FETCHER_RESERVED_CONCURRENCY, SIGNAL_ALERT_EMAIL, SIGNAL_ALERT_RULES (optional
 #   stack parameters).
 set -euo pipefail
 
@@ -84,7 +85,9 @@ deploy() {
     )
     # Optional parameters: unset ones keep the template default (or the stack's current value).
     local pair
-    for pair in NamePrefix:NAME_PREFIX Symbols:SYMBOLS Interval:INTERVAL StreamMode:STREAM_MODE \
+    for pair in NamePrefix:NAME_PREFIX Symbols:SYMBOLS FetcherGroups:FETCHER_GROUPS \
+        AlphaVantageCallsPerMinute:AV_CALLS_PER_MINUTE FetcherMemorySize:FETCHER_MEMORY \
+        Interval:INTERVAL StreamMode:STREAM_MODE \
         ShardCount:SHARD_COUNT OpenSearchInstanceType:OPENSEARCH_INSTANCE_TYPE \
         OpenSearchInstanceCount:OPENSEARCH_INSTANCE_COUNT Parallelism:PARALLELISM AlertEmail:ALERT_EMAIL \
         VpcCidr:VPC_CIDR DashboardsTunnel:DASHBOARDS_TUNNEL \

@@ -108,14 +108,15 @@ def fake_alphavantage() -> Iterator[FakeAlphaVantage]:
 
 @pytest.fixture
 def av_settings(fake_alphavantage):
-    """Settings pointing at the fake API, with short timeouts and backoffs so failure paths stay fast."""
+    """Settings pointing at the fake API, with short timeouts and backoffs so failure paths stay fast,
+    and a calls-per-minute budget that only tests of the budget itself notice."""
     from fetcher_lambda.config import Secret, Settings
 
     return Settings(
-        symbols=("IBM",), base_url=fake_alphavantage.url, region="us-east-1",
+        symbols=("IBM",), base_url=fake_alphavantage.url, region="us-east-1", calls_per_minute=60_000,
         api_key=Secret(TEST_API_KEY), connect_timeout_s=0.5, read_timeout_s=0.5, http_retries=2,
         backoff_factor_s=0.01, backoff_max_s=0.05, backoff_jitter_s=0.01, put_backoff_base_s=0.01,
-        put_backoff_max_s=0.05, safety_margin_s=0.2, local_budget_s=20.0,
+        put_backoff_max_s=0.05, safety_margin_s=0.2, put_call_s=0.1, local_budget_s=20.0,
     )
 
 

@@ -4,7 +4,9 @@ Serves ``GET /query?function=TIME_SERIES_INTRADAY...`` from per-symbol bar serie
 100 bars, full = all, ``month`` = that month) and lets a test queue one-shot replies per symbol
 first: rate-limit and demo-key notices, ``Note``, ``Error Message``, a missing series, malformed
 JSON, HTTP 500s, or a reply delayed past the client's read timeout. Every request's query is
-recorded so tests can check what was asked (and that the key was sent).
+recorded so tests can check what was asked (and that the key was sent), and so is when it arrived
+at the socket and when its answer was written (``timings``): what rate and concurrency tests
+measure. ``latency_s`` delays every series reply, as a real API's response time would.
 """
 
 from __future__ import annotations
@@ -65,14 +67,46 @@ def minute_rows(start_local: str, count: int, price: float = 100.0, step: float 
     return rows
 
 
+@dataclass(frozen=True)
+class Timing:
+    """One request as the server saw it (``time.monotonic()`` of this process)."""
+
+    symbol: str
+    arrived: float
+    answered: float
+
+
+def max_in_flight(timings: Iterable[Timing]) -> int:
+    """The most requests the server was handling at the same moment."""
+    edges = sorted([(t.arrived, 1) for t in timings] + [(t.answered, -1) for t in timings])
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def max_in_window(timings: Iterable[Timing], window_s: float) -> int:
+    """The most requests that arrived within any half-open window of ``window_s`` seconds."""
+    arrivals = sorted(t.arrived for t in timings)
+    most, first = 0, 0
+    for last, arrived in enumerate(arrivals):
+        while arrivals[first] <= arrived - window_s:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 class FakeAlphaVantage:
-    def __init__(self) -> None:
+    def __init__(self, latency_s: float = 0.0) -> None:
+        self.latency_s = latency_s
         self._series: dict[str, list[Row]] = {}
         self._time_zone: dict[str, str] = {}
         self._queued: dict[str, deque[Reply]] = defaultdict(deque)
         self._delay: dict[str, float] = {}
         self._lock = threading.Lock()
         self.requests: list[dict[str, str]] = []
+        self.timings: list[Timing] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -131,7 +165,7 @@ class FakeAlphaVantage:
                 rows = rows[-COMPACT_BARS:]
             size = "Full size" if query.get("outputsize") == "full" else "Compact"
             payload = av_payload(symbol, rows, query.get("interval", "1min"), size, self._time_zone[symbol])
-            return Reply(payload, delay_s=self._delay.get(symbol, 0.0))
+            return Reply(payload, delay_s=self._delay.get(symbol, 0.0) or self.latency_s)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -142,6 +176,7 @@ class FakeAlphaVantage:
                 if parsed.path != "/query":
                     self.send_error(404)
                     return
+                arrived = time.monotonic()
                 query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
                 reply = fake.reply_for(query)
                 if reply.delay_s:
@@ -155,6 +190,8 @@ class FakeAlphaVantage:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (read timeout): expected in the slow-reply tests
+                with fake._lock:
+                    fake.timings.append(Timing(query.get("symbol", ""), arrived, time.monotonic()))
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # request lines carry the API key; tests check it appears nowhere

@@ -169,9 +169,9 @@ def test_summary_counts():
     results = [SymbolResult("IBM", bars_sent=3, api_calls=1), SymbolResult("AAPL", status="failed", kind="rate_limit",
                                                                            api_calls=1),
                SymbolResult("MSFT", status="skipped", kind="claimed_elsewhere")]
-    summary = summarize("id", "live", results, 5)
+    summary = summarize("id", "live", results, 5, put_records_calls=4)
     assert (summary.symbols_ok, summary.symbols_failed, summary.symbols_skipped) == (1, 1, 1)
-    assert summary.bars_sent == 3 and summary.api_calls == 2
+    assert summary.bars_sent == 3 and summary.api_calls == 2 and summary.put_records_calls == 4
     assert summary.failed == {"AAPL": "rate_limit"} and summary.skipped == {"MSFT": "claimed_elsewhere"}
 
 

@@ -70,7 +70,8 @@ def test_cli_once_creates_resources_and_logs_a_json_summary(fake_alphavantage, l
     try:
         done = _cli(["--once", "--create-resources"], {
             "SYMBOLS": "IBM,AAPL", "STREAM_NAME": stream, "CURSOR_TABLE": table,
-            "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_API_KEY": KEY})
+            "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_API_KEY": KEY,
+            "AV_CALLS_PER_MINUTE": "600"})
         assert done.returncode == 1, done.stderr  # one symbol failed
         lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
         summary = [line for line in lines if line["event"] == "fetch_summary"][0]
