@@ -153,7 +153,7 @@ screenshot: test-setup
 
 # A benchmark, not a test: prints a table, writes bench/results/; BENCH_ARGS picks parts and sizes.
 BENCH_ARGS ?= all
-bench: setup
+bench: setup $(RUNTIME_VENV)/.installed
 	$(PY) -m stack.services start
 	$(PY) -m bench $(BENCH_ARGS)
 

@@ -13,11 +13,11 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import fetcher, latency, machine, pipelines, profile_path, report, scale, throughput
+from bench import fetcher, latency, machine, pipelines, profile_path, report, scale, scaleout, throughput
 
-WHAT = ("throughput", "profile", "latency", "fetcher", "all")
+WHAT = ("throughput", "profile", "latency", "fetcher", "scaleout", "all")
 # In this order: the profile reads the throughput input, and the scale note needs both.
-PARTS = ("throughput", "profile", "latency", "fetcher")
+PARTS = ("throughput", "profile", "latency", "fetcher", "scaleout")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     lat.add_argument("--latency-setting", action="append", metavar="FLUSH/REFRESH",
                      help="bulk flush and refresh interval to run, e.g. 100ms/500ms (repeatable; default 200ms/1s)")
     lat.add_argument("--sweep", action="store_true", help="also run the candidate settings when the target is met")
+    so = p.add_argument_group("scaleout")
+    so.add_argument("--scaleout-bars", type=int, default=scaleout.Options.bars)
+    so.add_argument("--scaleout-reps", type=int, default=scaleout.Options.reps)
     f = p.add_argument_group("fetcher")
     f.add_argument("--fetcher-symbols", type=int, default=fetcher.Options.symbols)
     f.add_argument("--fetcher-reps", type=int, default=fetcher.Options.reps)
@@ -84,6 +87,8 @@ def _part(name: str, args: argparse.Namespace) -> dict:
         return latency.run(latency.Options(
             symbols=args.latency_symbols, rounds=args.latency_rounds, warmup_rounds=args.latency_warmup_rounds,
             parallelism=args.latency_parallelism, sweep=args.sweep, settings=settings))
+    if name == "scaleout":
+        return scaleout.run(scaleout.Options(bars=args.scaleout_bars, symbols=args.symbols, reps=args.scaleout_reps))
     return fetcher.run(fetcher.Options(symbols=args.fetcher_symbols, reps=args.fetcher_reps,
                                        import_reps=args.import_reps))
 

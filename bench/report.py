@@ -131,10 +131,23 @@ def fetcher_scale_rows(s: dict) -> list[tuple]:
     ]
 
 
+def scaleout_rows(s: dict) -> list[tuple]:
+    p1, p2 = s["settings"]["p1"], s["settings"]["p2"]
+    target = s["target"]["ratio_p2_over_p1"]
+    return [
+        ("scaleout", "backtest on a standalone cluster, parallelism 1 on 1 TaskManager: net bars/s",
+         _n(p1["net_bars_per_s"]["median"]), _spread(p1["net_bars_per_s"]), "", ""),
+        ("scaleout", "  parallelism 2 on 2 TaskManagers: net bars/s",
+         _n(p2["net_bars_per_s"]["median"]), _spread(p2["net_bars_per_s"]), "", ""),
+        ("scaleout", "  ratio p2 / p1", _n(s["ratio_p2_over_p1"], 2), "", f"≥ {target}",
+         _status(s["ratio_p2_over_p1"] >= target)),
+    ]
+
+
 def table_rows(results: dict) -> list[tuple]:
     rows = []
     for key, build in (("throughput", throughput_rows), ("profile", profile_rows), ("latency", latency_rows),
-                       ("fetcher", fetcher_rows)):
+                       ("fetcher", fetcher_rows), ("scaleout", scaleout_rows)):
         if results.get(key):
             rows += build(results[key])
     return rows

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from bench.bardata import CACHE_DIR, bars_file
 from bench.stats import summary
 from infra import package
 from stack.cluster import FlinkCluster
+from stack.services import free_port
 
 # Run by `flink run -py` from the unpacked zip: the backtest's own entry point, on the cluster.
 ENTRY = """import sys
@@ -48,8 +50,6 @@ def unpacked_app(target: Path) -> Path:
     """The application as ``make package`` builds it, unpacked, plus the backtest entry script."""
     archive = package.write_zip(target / package.FLINK_ZIP, package.flink_entries())
     app = target / "app"
-    import zipfile
-
     with zipfile.ZipFile(archive) as z:
         z.extractall(app)
     (app / "backtest_main.py").write_text(ENTRY)
@@ -82,7 +82,8 @@ def run(opts: Options) -> dict:
         app = unpacked_app(Path(tmp))
         for rep in range(opts.reps):
             for parallelism in SETTINGS:
-                cluster = FlinkCluster(rest_port=18181, rpc_port=16223, home=CACHE_DIR / f"cluster-p{parallelism}")
+                cluster = FlinkCluster(rest_port=free_port(), rpc_port=free_port(),
+                                       home=CACHE_DIR / f"cluster-p{parallelism}")
                 cluster.start(taskmanagers=parallelism)
                 try:
                     work = Path(tempfile.mkdtemp(dir=tmp))

@@ -255,6 +255,8 @@ class Kinesis(Service):
             # The TLS listener is unused but always opened: keep it next to the plain one.
             "KINESIS_MOCK_TLS_PORT": str(self.port + 1000),
             "CREATE_STREAM_DURATION": "100ms",
+            # An account's default is 50 shards; the suite's jobs each create streams of their own.
+            "SHARD_LIMIT": "2000",
             "LOG_LEVEL": "WARN",
         }
         return self._popen(["node", "main.js"], cwd=pkg, env=env)

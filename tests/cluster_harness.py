@@ -98,9 +98,12 @@ class ClusterApp:
         return self.cluster.stop_with_savepoint(self.job)
 
     def cancel(self) -> None:
+        """End the application's jobs and delete its streams (the local Kinesis slows as they pile up)."""
         for job in self.jobs:
             if self.cluster.job(job)["state"] not in ("FAILED", "CANCELED", "FINISHED"):
                 self.cluster.cancel(job)
+        for stream in (self.harness.config.source, self.harness.config.sink):
+            self.harness.kinesis.delete_stream(StreamName=stream.stream_name, EnforceConsumerDeletion=True)
 
 
 # --- bars and the model ---------------------------------------------------------------------------

@@ -229,6 +229,8 @@ def test_a_restart_with_changed_periods_restarts_the_warm_up_instead_of_crash_lo
         expected = {s: {**model_records(first[s], analytics_settings(before)),
                         **model_records(second[s], analytics_settings(after))} for s in symbols}
         assert_outputs_equal_model(app, bars, expected)
+        # The REST API serves metrics as the JobManager last fetched them (every 10 s by default).
+        wait_for(lambda: app.cluster.metric_sum(app.job, "state_resets") >= len(symbols), 60, "state_resets")
         assert app.cluster.metric_sum(app.job, "state_resets") == len(symbols)
         resets = [json.loads(line[line.index("{"):]) for f in app.cluster.log_dir.glob("*taskexecutor*.log")
                   for line in f.read_text(errors="replace").splitlines() if '"state_reset"' in line]

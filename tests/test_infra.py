@@ -20,7 +20,7 @@ import pytest
 
 from flink_job import tables
 from flink_job.indicators import AnalyticsSettings
-from flink_job.config import JobConfig, parse_config
+from flink_job.config import EXECUTION_MODES, JobConfig, parse_config
 from infra import index_templates_loader as loader
 from infra import package
 from tests import fake_aws
@@ -233,10 +233,13 @@ def test_application_properties_are_ones_the_job_knows(template):
         unknown = sorted(k for k in groups[group] if k not in known and not k.startswith("aws."))
         assert not unknown, f"{group} keys the job never reads (typo?): {unknown}"
     assert groups["InputStream0"]["source.init.position"] == "LATEST"
-    # The job's own parser accepts the groups (intrinsic values stand in as text).
-    text = {g: {k: v if isinstance(v, str) else json.dumps(v) for k, v in m.items()} for g, m in groups.items()}
-    config = parse_config(text)
-    assert isinstance(config.analytics, AnalyticsSettings)
+    # The job's own parser accepts the groups (intrinsic values stand in as text, a parameter as
+    # its default), and the execution mode parameter allows exactly the modes the job knows.
+    mode = template["Parameters"]["PythonExecutionMode"]
+    assert groups["Runtime"]["python.execution-mode"] == ref("PythonExecutionMode")
+    assert tuple(mode["AllowedValues"]) == EXECUTION_MODES and mode["Default"] == "thread"
+    config = job_config(template)
+    assert isinstance(config.analytics, AnalyticsSettings) and config.runtime.execution_mode == "thread"
 
 
 def test_run_options_point_into_the_zip_layout(template):
@@ -249,11 +252,14 @@ def test_run_options_point_into_the_zip_layout(template):
 
 
 def job_config(template: dict) -> JobConfig:
-    """The configuration the job parses from the application's property groups (intrinsic values
-    stand in as their JSON text)."""
-    groups = property_groups(template)
-    return parse_config({g: {k: v if isinstance(v, str) else json.dumps(v) for k, v in m.items()}
-                         for g, m in groups.items()})
+    """The configuration the job parses from the application's property groups (a parameter
+    stands in as its default, other intrinsic values as their JSON text)."""
+    def value(v):
+        if isinstance(v, dict) and set(v) == {"Ref"} and v["Ref"] in template["Parameters"]:
+            return str(template["Parameters"][v["Ref"]]["Default"])
+        return v if isinstance(v, str) else json.dumps(v)
+
+    return parse_config({g: {k: value(v) for k, v in m.items()} for g, m in property_groups(template).items()})
 
 
 def test_opensearch_credentials_come_from_the_generated_secret(template):
