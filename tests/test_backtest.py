@@ -2,6 +2,9 @@
 
 The input mixes four symbols with duplicates, a revision, late bars and bad records; the expected
 output comes from running ``parse_bar`` and ``SymbolTracker`` in plain Python over the same lines.
+
+Restarts expected: none, and none possible: a backtest runs with the restart strategy ``none``
+(``create_environment(keep_restarting=False)``), so any failure fails the run, and the test.
 """
 
 from __future__ import annotations
