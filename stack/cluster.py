@@ -32,7 +32,7 @@ from pathlib import Path
 
 import requests
 
-from stack.services import ROOT, StackError, _pid_alive, marker_env, port_open, run_dir
+from stack.services import ROOT, StackError, _pid_alive, marker_env, port_open, run_dir, send_signal
 
 RUNTIME_VENV = ROOT / ".local" / "flink-runtime"
 RUN_OPTIONS_GROUP = "kinesis.analytics.flink.run.options"
@@ -245,12 +245,12 @@ class FlinkCluster:
         if not pids:
             return "flink cluster: not running"
         for pid in pids:
-            _signal(pid, signal.SIGTERM)
+            send_signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
             time.sleep(0.2)
         for pid in pids:
-            _signal(pid, signal.SIGKILL)
+            send_signal(pid, signal.SIGKILL)
         for pid_file in self.home.glob("flink-*.pid"):
             pid_file.unlink()
         return "flink cluster: stopped"
@@ -328,13 +328,6 @@ class FlinkCluster:
 
     def cancel(self, job_id: str) -> None:
         requests.patch(f"{self.base}/jobs/{job_id}?mode=cancel", timeout=10).raise_for_status()
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def main(argv: list[str]) -> int:

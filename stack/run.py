@@ -26,7 +26,7 @@ from flink_job.config import JobConfig, load_config
 from stack import processes, resources, services, status
 from stack.properties import write_local_properties
 from stack.run_lock import AlreadyRunning, RunLock
-from stack.services import Ports, StackError, exit_code, free_port, run_dir
+from stack.services import Ports, StackError, exit_code, free_port, run_dir, send_signal
 
 STOP_WAIT_S = 120.0  # how long `make stop` lets a live run stop itself before killing it
 ALERTS_TABLE = "stock_alerts"
@@ -206,26 +206,19 @@ def stop_run() -> int:
     pid = holder.get("pid")
     if pid and holder.get("role") == "run":
         print(f"asking the running `make run` (pid {pid}) to stop ...", flush=True)
-        _signal(pid, signal.SIGTERM)
+        send_signal(pid, signal.SIGTERM)
     try:
         lock.acquire(wait_s=STOP_WAIT_S, role="stop")
     except AlreadyRunning:
         if pid:
             print(f"pid {pid} did not stop within {STOP_WAIT_S:.0f}s: killing it", flush=True)
-            _signal(pid, signal.SIGKILL)
+            send_signal(pid, signal.SIGKILL)
         lock.acquire(wait_s=10, role="stop")
     try:
         stop_all(run_dir())
     finally:
         lock.release()
     return 0
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def main(argv: list[str]) -> int:

@@ -94,6 +94,14 @@ def marker_env(name: str) -> dict[str, str]:
     return {RUN_MARKER: str(run_dir()), PROCESS_MARKER: name}
 
 
+def send_signal(pid: int, sig: int) -> None:
+    """Signal ``pid`` if it still exists."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)

@@ -112,3 +112,15 @@ def minute_bars(closes: list[float], volumes: list[int] | None = None, symbol: s
     volumes = volumes if volumes is not None else [1000] * len(closes)
     return [Bar(symbol, format_ts(start_ms + i * 60_000), start_ms + i * 60_000, c, c, c, c, v)
             for i, (c, v) in enumerate(zip(closes, volumes, strict=True))]
+
+
+def series(symbols: list[str], bars_each: int, seed: int = 0) -> dict[str, list[dict]]:
+    """``bars_each`` bar records per symbol, over two trading days, each symbol its own walk."""
+    days = (date(2024, 3, 11), date(2024, 3, 12))
+    return {s: [b.to_record() for b in generate_bars(seed + i, days=days, symbol=s)[:bars_each]]
+            for i, s in enumerate(symbols)}
+
+
+def interleave(bars: dict[str, list[dict]]) -> list[dict]:
+    """The symbols' bars in stream order: one bar of each symbol, then the next."""
+    return [b for group in zip(*bars.values()) for b in group]

@@ -13,7 +13,7 @@ import json
 import math
 import zipfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable
 
@@ -22,7 +22,6 @@ from flink_job.bars import parse_bar
 from flink_job.symbol_state import SymbolTracker
 from infra import package
 from stack.cluster import RUN_OPTIONS_GROUP, FlinkCluster
-from tests.bar_data import generate_bars
 from tests.cfn_template import load_template, property_groups
 from tests.pipeline_harness import JobHarness, wait_for
 
@@ -107,14 +106,9 @@ class ClusterApp:
 
 
 # --- bars and the model ---------------------------------------------------------------------------
-def series(symbols: list[str], bars_each: int, seed: int = 0) -> dict[str, list[dict]]:
-    days = (date(2024, 3, 11), date(2024, 3, 12))
-    return {s: [b.to_record() for b in generate_bars(seed + i, days=days, symbol=s)[:bars_each]]
-            for i, s in enumerate(symbols)}
-
-
-def interleave(bars: dict[str, list[dict]]) -> list[dict]:
-    return [b for group in zip(*bars.values()) for b in group]
+def split(bars: dict[str, list[dict]], at: int) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """Each symbol's first ``at`` bars, and the rest."""
+    return {s: b[:at] for s, b in bars.items()}, {s: b[at:] for s, b in bars.items()}
 
 
 def model_records(bars: Iterable[dict], settings: AnalyticsSettings | None = None,

@@ -24,9 +24,8 @@ from flink_job.analyzer import AnalyticsSettings
 from flink_job.config import parse_analytics
 from flink_job.symbol_state import SymbolTracker
 from stack.cluster import FlinkCluster, runtime_site_packages
-from tests.cluster_harness import (
-    ClusterApp, assert_records_equal, interleave, model_records, rollup_reference, series,
-)
+from tests.bar_data import interleave, series
+from tests.cluster_harness import ClusterApp, assert_records_equal, model_records, rollup_reference, split
 from tests.flink_rest import free_port
 from tests.pipeline_harness import unique_symbol, wait_for
 
@@ -152,7 +151,7 @@ def test_a_killed_taskmanager_recovers_from_the_last_checkpoint(cluster, package
     app = ClusterApp.create(cluster, packaged_dist, tmp_path)
     symbols = [unique_symbol("TMK") for _ in range(4)]
     bars = series(symbols, 120, seed=23)
-    halves = [{s: b[:60] for s, b in bars.items()}, {s: b[60:] for s, b in bars.items()}]
+    halves = split(bars, 60)
     try:
         app.submit(parallelism=2)
         app.harness.put_bars(interleave(halves[0]))
@@ -182,8 +181,7 @@ def test_a_restart_with_changed_thresholds_continues(cluster, packaged_dist, tmp
     app = ClusterApp.create(cluster, packaged_dist, tmp_path, analytics=before)
     symbols = [unique_symbol("THR"), unique_symbol("THR")]
     bars = series(symbols, 160, seed=31)
-    first = {s: b[:80] for s, b in bars.items()}
-    second = {s: b[80:] for s, b in bars.items()}
+    first, second = split(bars, 80)
     old, new = analytics_settings(before), analytics_settings(after)
     try:
         app.submit()
@@ -215,8 +213,7 @@ def test_a_restart_with_changed_periods_restarts_the_warm_up_instead_of_crash_lo
     app = ClusterApp.create(cluster, packaged_dist, tmp_path, analytics=before)
     symbols = [unique_symbol("PER"), unique_symbol("PER")]
     bars = series(symbols, 120, seed=41)
-    first = {s: b[:60] for s, b in bars.items()}
-    second = {s: b[60:] for s, b in bars.items()}
+    first, second = split(bars, 60)
     try:
         app.submit()
         app.harness.put_bars(interleave(first))

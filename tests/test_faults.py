@@ -11,7 +11,6 @@ import math
 import random
 import threading
 import time
-from datetime import date
 
 import requests
 
@@ -19,7 +18,7 @@ from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar
 from flink_job.symbol_state import SymbolTracker
 from stack.services import all_services
-from tests.bar_data import generate_bars
+from tests.bar_data import interleave, series
 from tests.flink_rest import FlinkRest, free_port
 from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 
@@ -36,16 +35,6 @@ def count(harness: JobHarness, index: str, query: dict) -> int:
     requests.post(f"{harness.opensearch}/{index}/_refresh", timeout=10)
     response = requests.post(f"{harness.opensearch}/{index}/_count", json={"query": query}, timeout=10)
     return response.json().get("count", 0) if response.status_code == 200 else 0
-
-
-def series(symbols: list[str], bars_each: int, seed: int = 0) -> dict[str, list[dict]]:
-    days = (date(2024, 3, 11), date(2024, 3, 12))
-    return {s: [b.to_record() for b in generate_bars(seed + i, days=days, symbol=s)[:bars_each]]
-            for i, s in enumerate(symbols)}
-
-
-def interleave(bars: dict[str, list[dict]]) -> list[dict]:
-    return [b for group in zip(*bars.values()) for b in group]
 
 
 def model_records(bars: list[dict]) -> dict[str, dict]:
