@@ -117,7 +117,11 @@ class FlinkCluster:
             "taskmanager.bind-host": "localhost",
             "taskmanager.host": "localhost",
             "taskmanager.numberOfTaskSlots": "1",
-            "taskmanager.memory.process.size": "1536m",
+            "taskmanager.memory.process.size": "2048m",
+            # Every job loads the connector jar in a class loader of its own, and thread mode keeps
+            # some of a finished job's classes reachable: a TaskManager that runs job after job (a
+            # session cluster, unlike an application's) outgrows Flink's 256 MB of metaspace.
+            "taskmanager.memory.jvm-metaspace.size": "768m",
             "rest.address": "localhost",
             "rest.bind-address": "localhost",
             "rest.port": str(self.rest_port),

@@ -164,9 +164,14 @@ def test_a_killed_taskmanager_recovers_from_the_last_checkpoint(cluster, package
         # Managed Flink replaces a lost TaskManager; so does this test.
         app.cluster.add_taskmanager()
         app.cluster.wait_for_taskmanagers(2)
-        wait_for(lambda: app.running() and app.cluster.restarts(app.job) >= 1, 180, "the job to recover")
-        # The failover cancelled the tasks of the surviving TaskManager: it must still be there.
-        assert set(survivors) <= set(app.cluster.pids("taskexecutor")), "a failover crashed a TaskManager"
+
+        def recovered() -> bool:
+            # The failover cancels the surviving TaskManager's tasks: it must live through that.
+            assert set(survivors) <= set(app.cluster.pids("taskexecutor")), \
+                f"a TaskManager died in the failover; see {app.cluster.log_dir}"
+            return app.running() and app.cluster.restarts(app.job) >= 1
+
+        wait_for(recovered, 180, "the job to recover")
         assert_outputs_equal_model(app, bars, expected_for(bars))
         # One failure (the lost TaskManager) restarts the job once; a slot request that times out while
         # the replacement registers would show here as a further restart.
