@@ -237,6 +237,7 @@ def test_the_open_window_grows_with_each_bar(series):
     for bar in series[:12]:
         tracker.offer(bar)
         five, fifteen = tracker.rollups()
+        assert all(type(x) is float for x in five + fifteen), "the windows cross into Java as DOUBLE[]"
         starts.add(five[0])
         in_window = [b for b in series[:12] if b.ts_ms - b.ts_ms % 300_000 == five[0] and b.ts_ms <= bar.ts_ms]
         assert (five[4], five[5], five[8]) == (bar.close, sum(b.volume for b in in_window), len(in_window))
