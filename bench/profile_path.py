@@ -120,7 +120,7 @@ def _stage_pass(lines: list[str], trackers: dict, settings: AnalyticsSettings,
         for e, record in zip(enriched, records):
             for s in e.signals:
                 Row(e.symbol, e.ts, s.type, s.direction, s.value, s.detail)
-            enriched_row(record, e.signals, e.ts_ms, 0)
+            enriched_row(record, e.signals, trackers[e.symbol].rollups())
 
     spent["Row building (27 fields + signals)"], _ = _timed(rows)
     return spent, [len(published_json(r)) for r in records[::50]]
