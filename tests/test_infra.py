@@ -628,13 +628,16 @@ def test_alerts_zip_imports_alone_with_its_rules_and_zone_data(built, tmp_path):
 def test_loader_zip_holds_the_module_and_the_job_templates(built, tmp_path):
     names = unzip(built[package.LOADER_ZIP], tmp_path)
     templates = sorted(p.name for p in package.TEMPLATES.glob("*.json"))
-    assert sorted(names) == sorted(["index_templates_loader.py", *(f"index_templates/{t}" for t in templates)])
+    assert sorted(names) == sorted(["index_templates_loader.py", *(f"index_templates/{t}" for t in templates),
+                                    "flink_job/__init__.py", "flink_job/index_lifecycle.py"])
     loaded = run_isolated(
-        "import json, index_templates_loader as m; "
-        "print(json.dumps({'file': m.__file__, 'dir': str(m.templates_dir()), 'names': sorted(m.load_templates())}))",
+        "import json, index_templates_loader as m, flink_job.index_lifecycle as f; "
+        "print(json.dumps({'file': m.__file__, 'dir': str(m.templates_dir()), 'names': sorted(m.load_templates()), "
+        "'lifecycle': f.__file__}))",
         tmp_path,
     )
     assert Path(loaded["dir"]) == tmp_path / "index_templates" and Path(loaded["file"]).parent == tmp_path
+    assert Path(loaded["lifecycle"]).is_relative_to(tmp_path)
     assert loaded["names"] == [t.removesuffix(".json") for t in templates]
 
 
