@@ -158,6 +158,26 @@ def test_deploy_uploads_the_zips_and_the_template_to_the_bucket(tmp_path, templa
     assert overrides["FetcherReservedConcurrency"] == "1"
 
 
+def test_deploy_warns_when_the_volume_cannot_hold_the_symbols_for_their_retention(tmp_path):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP):
+        (dist / name).write_bytes(name.encode())
+    symbols = ",".join(f"S{i}" for i in range(1000))
+    result, calls = run_deploy_script(tmp_path, "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+                                      SYMBOLS=symbols, RETENTION_DAYS="stock-dlq=14")
+    assert result.returncode == 0, result.stderr
+    assert "warning: 1000 symbols kept 90 days" in result.stderr and "OPENSEARCH_VOLUME_SIZE=" in result.stderr
+    overrides = dict(a.split("=", 1) for a in only_call(calls, "cloudformation", "deploy")[
+        only_call(calls, "cloudformation", "deploy").index("--parameter-overrides") + 1:])
+    assert overrides["RetentionDays"] == "stock-dlq=14"
+
+    result, calls = run_deploy_script(tmp_path, "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+                                      SYMBOLS=symbols, OPENSEARCH_VOLUME_SIZE="2000")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    assert "OpenSearchVolumeSize=2000" in only_call(calls, "cloudformation", "deploy")
+
+
 def stack_with_application(status: str, snapshots: int) -> dict:
     return {
         "cloudformation describe-stacks": {"Stacks": [{"Outputs": [
