@@ -21,11 +21,13 @@ from flink_job.index_lifecycle import BY_NAME, RetentionError, longest_period_da
 TEMPLATE = Path(__file__).resolve().parent / "cloudformation.yaml"
 # Bytes on disk (primary, merged) per symbol and trading day of 1-minute bars, 04:00-20:00 New
 # York. Dead letters are left out: a healthy feed has next to none.
+# Measured: ~860 bars a symbol-day, ~710 bytes per enriched bar, ~0.3 signals per bar at ~130
+# bytes, 192 and 64 rollups; rounded up (the rollups of a small sample carry the index's overhead).
 BYTES_PER_SYMBOL_DAY = {
-    "stock-indicators": 500_000,
-    "stock-signals": 50_000,
-    "stock-bars-5m": 50_000,
-    "stock-bars-15m": 20_000,
+    "stock-indicators": 650_000,
+    "stock-signals": 40_000,
+    "stock-bars-5m": 80_000,
+    "stock-bars-15m": 40_000,
 }
 TRADING_DAYS_PER_YEAR = 252
 # Amazon OpenSearch Service keeps 20% of each node's volume (at most 20 GiB) for itself, and stops
