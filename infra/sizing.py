@@ -19,16 +19,15 @@ from typing import Mapping
 from flink_job.index_lifecycle import BY_NAME, RetentionError, longest_period_days, parse_retention
 
 TEMPLATE = Path(__file__).resolve().parent / "cloudformation.yaml"
-# Bytes on disk (primary, merged) per symbol and trading day of 1-minute bars, 04:00-20:00 New
-# York. Dead letters are left out: a healthy feed has next to none.
-# Measured: ~860 bars a symbol-day, ~710 bytes per enriched bar, ~0.3 signals per bar at ~130
-# bytes, 192 and 64 rollups; rounded up (the rollups of a small sample carry the index's overhead).
-BYTES_PER_SYMBOL_DAY = {
-    "stock-indicators": 650_000,
-    "stock-signals": 40_000,
-    "stock-bars-5m": 80_000,
-    "stock-bars-15m": 40_000,
-}
+# Bytes on disk (primary, merged segments) per document, measured through the real job with the
+# real mappings and rounded up (~700, ~130, ~325 and ~450 measured), and documents per symbol and
+# trading day at most: every minute 04:00-20:00 New York (Alpha Vantage's extended hours), about
+# one signal every three bars, and the rollup windows of those 16 hours. Dead letters are left
+# out: a healthy feed has next to none.
+BYTES_PER_DOCUMENT = {"stock-indicators": 750, "stock-signals": 150, "stock-bars-5m": 400, "stock-bars-15m": 500}
+DOCUMENTS_PER_SYMBOL_DAY = {"stock-indicators": 960, "stock-signals": 320, "stock-bars-5m": 192,
+                            "stock-bars-15m": 64}
+BYTES_PER_SYMBOL_DAY = {f: BYTES_PER_DOCUMENT[f] * DOCUMENTS_PER_SYMBOL_DAY[f] for f in BYTES_PER_DOCUMENT}
 TRADING_DAYS_PER_YEAR = 252
 # Amazon OpenSearch Service keeps 20% of each node's volume (at most 20 GiB) for itself, and stops
 # placing shards on a node above the 85% low watermark (at 95% it blocks writes).
