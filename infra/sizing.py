@@ -20,7 +20,7 @@ from flink_job.index_lifecycle import BY_NAME, RetentionError, longest_period_da
 
 TEMPLATE = Path(__file__).resolve().parent / "cloudformation.yaml"
 # Bytes on disk (primary, merged segments) per document, measured through the real job with the
-# real mappings and rounded up (~700, ~130, ~325 and ~450 measured), and documents per symbol and
+# real mappings and rounded up (~710, ~140, ~340 and ~460 measured), and documents per symbol and
 # trading day at most: every minute 04:00-20:00 New York (Alpha Vantage's extended hours), about
 # one signal every three bars, and the rollup windows of those 16 hours. Dead letters are left
 # out: a healthy feed has next to none.
