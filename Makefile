@@ -29,12 +29,13 @@ TEST_RUN_DIR ?= $(if $(filter 0,$(shell id -u)),/var/tmp/stock-analytics-test,$(
 TEST_ENV := KINESIS_PORT=$(TEST_KINESIS_PORT) OPENSEARCH_PORT=$(TEST_OPENSEARCH_PORT) \
   DYNAMODB_PORT=$(TEST_DYNAMODB_PORT) DASHBOARD_PORT=$(TEST_DASHBOARD_PORT) STACK_RUN_DIR=$(TEST_RUN_DIR)
 
-.PHONY: help setup test-setup run test screenshot bench stop jar services clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel screenshot-alerts
+.PHONY: help setup test-setup run test screenshot bench stop jar services retention clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel screenshot-alerts
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
 	@echo "make test   - the full test suite against real local services (own ports; safe next to make run)"
 	@echo "make stop   - stop a running make run, and anything a previous run left behind"
+	@echo "make retention - delete expired indices of the local OpenSearch (RETENTION_DAYS; make run does it hourly)"
 	@echo "make setup  - install what make run needs (done by run on first use; no root needed)"
 	@echo "make test-setup - also Chromium (apt) and checkov, for the tests (done by test on first use)"
 	@echo "make screenshot - regenerate docs/dashboard.png (the README's dashboard picture)"
@@ -133,6 +134,10 @@ dashboards: $(VENV)/.installed
 
 services: setup
 	$(PY) -m stack.services start
+
+# What ISM does on AWS: delete the indices older than their retention (RETENTION_DAYS=stock-dlq=14,...).
+retention: $(VENV)/.installed
+	$(PY) -m stack.retention $(if $(DRY_RUN),--dry-run)
 
 # The README's picture of the alerts feed: sample data through the pure core and the alerts, in Chromium.
 screenshot-alerts: services

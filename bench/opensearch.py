@@ -10,13 +10,15 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Iterator
 
 import requests
 
+from flink_job.index_lifecycle import BY_NAME
 from stack import resources
 
-INDICATORS = "stock-indicators"
+INDICATORS = "stock-indicators"  # the alias over the family's indices: what readers query
 # Every index the job writes per symbol: cleaned up after a run.
 SYMBOL_INDICES = ("stock-indicators", "stock-signals", "stock-bars-5m", "stock-bars-15m")
 
@@ -45,12 +47,19 @@ class Poller:
         return [hit["_id"] for hit in response.json()["hits"]["hits"]]
 
 
-def ensure_index(base_url: str) -> None:
-    """Create the index from its template if no document has created it yet."""
+def current_index() -> str:
+    """The index this month's bars go to (the benchmark's bars carry the time they are sent)."""
+    return BY_NAME[INDICATORS].index_for(datetime.now(timezone.utc).isoformat())
+
+
+def ensure_index(base_url: str) -> str:
+    """Create this month's index from its template if no document has created it yet; its name."""
     resources.ensure_index_templates(base_url)
-    response = requests.put(f"{base_url}/{INDICATORS}", timeout=30)
+    index = current_index()
+    response = requests.put(f"{base_url}/{index}", timeout=30)
     if response.status_code >= 300 and "resource_already_exists" not in response.text:
-        raise RuntimeError(f"cannot create {INDICATORS}: HTTP {response.status_code} {response.text[:300]}")
+        raise RuntimeError(f"cannot create {index}: HTTP {response.status_code} {response.text[:300]}")
+    return index
 
 
 @contextmanager
@@ -59,9 +68,9 @@ def refresh_interval(base_url: str, value: str) -> Iterator[None]:
 
     The template only applies when the index is created, and the index is shared, so a different
     value is tried on the live index rather than by recreating it."""
-    ensure_index(base_url)
-    url = f"{base_url}/{INDICATORS}/_settings"
-    current = requests.get(url, timeout=10).json()[INDICATORS]["settings"]["index"].get("refresh_interval")
+    index = ensure_index(base_url)
+    url = f"{base_url}/{index}/_settings"
+    current = requests.get(url, timeout=10).json()[index]["settings"]["index"].get("refresh_interval")
     if value == current:
         yield
         return
@@ -80,15 +89,16 @@ def _restore(url: str, value: str | None, attempts: int = 30) -> None:
             return
         except requests.RequestException:
             time.sleep(2)
-    print(f"latency: could NOT restore refresh_interval={value} on {INDICATORS}; restore it with\n"
+    print(f"latency: could NOT restore refresh_interval={value} on {url}; restore it with\n"
           f"  curl -XPUT {url} -H 'Content-Type: application/json' "
           f"-d '{{\"index\": {{\"refresh_interval\": \"{value}\"}}}}'", file=sys.stderr)
 
 
 def index_counters(base_url: str) -> dict[str, int]:
     """Refreshes and indexing operations of the index so far (shared: other writers count too)."""
-    stats = requests.get(f"{base_url}/{INDICATORS}/_stats/refresh,indexing", timeout=10).json()
-    total = stats["indices"][INDICATORS]["total"]
+    index = current_index()
+    stats = requests.get(f"{base_url}/{index}/_stats/refresh,indexing", timeout=10).json()
+    total = stats["indices"][index]["total"]
     return {"refreshes": total["refresh"]["total"], "indexed": total["indexing"]["index_total"]}
 
 

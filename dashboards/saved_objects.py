@@ -73,7 +73,7 @@ def field_specs(index: str) -> list[dict]:
     for name, spec in sorted(mapping_fields(index).items()):
         kind = spec["type"]
         indexed = spec.get("index", True)
-        doc_values = kind != "text"
+        doc_values = kind != "text" and spec.get("doc_values", True)
         specs.append({"name": name, "type": FIELD_TYPES[kind], "esTypes": [kind], "searchable": indexed,
                       "aggregatable": doc_values, "readFromDocValues": doc_values})
     return [dict(spec, count=0, scripted=False) for spec in specs]

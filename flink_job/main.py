@@ -31,6 +31,7 @@ from pyflink.table import StatementSet, StreamTableEnvironment
 
 from flink_job import tables
 from flink_job.config import ConfigError, JobConfig, describe, load_config, managed_properties_path
+from flink_job.index_lifecycle import BY_NAME as FAMILIES
 from flink_job.logs import log_event
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
 from flink_job.rollups import ROLLUP_WINDOWS, rollup_query
@@ -63,7 +64,8 @@ def prepare_local_process() -> None:
 
 def create_environment(local: bool, parallelism: int | None = None, checkpoint_dir: str | None = None,
                        keep_restarting: bool = True, rest_port: int | None = None,
-                       restore_from: str | None = None, execution_mode: str = "thread") -> StreamTableEnvironment:
+                       restore_from: str | None = None, execution_mode: str = "thread",
+                       restart_delay: str = "2s") -> StreamTableEnvironment:
     conf = Configuration()
     # Thread mode runs Python in the TaskManager's JVM (no gRPC hop per record): ~4x the throughput
     # of process mode for a per-record keyed operator. Process mode is the fallback (Runtime group).
@@ -81,7 +83,7 @@ def create_environment(local: bool, parallelism: int | None = None, checkpoint_d
             # A live job rides out outages of its services, as on Managed Flink; tests count restarts.
             conf.set_string("restart-strategy.type", "fixed-delay")
             conf.set_string("restart-strategy.fixed-delay.attempts", "1000000")
-            conf.set_string("restart-strategy.fixed-delay.delay", "2s")
+            conf.set_string("restart-strategy.fixed-delay.delay", restart_delay)
         if checkpoint_dir:
             conf.set_string("state.checkpoints.dir", Path(checkpoint_dir).resolve().as_uri())
             conf.set_string("execution.checkpointing.externalized-checkpoint-retention",
@@ -111,16 +113,23 @@ def local_environment(conf: Configuration) -> StreamExecutionEnvironment:
         jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(conf._j_configuration, class_loader))
 
 
+# OpenSearch sinks: table, index family, columns, document id key.
+OPENSEARCH_SINKS = (
+    ("indicators_index", "stock-indicators", PUBLISHED_FIELDS, ["symbol", "ts"]),
+    ("signals_index", "stock-signals", SIGNAL_FIELDS, ["symbol", "ts", "type"]),
+    ("dlq_index", "stock-dlq", DLQ_FIELDS, ["record_id"]),
+    *((f"bars_{name}_index", f"stock-bars-{name}", ROLLUP_FIELDS, ["symbol", "window_start"])
+      for name in ROLLUP_WINDOWS),
+)
+
+
 def declare_tables(t_env: StreamTableEnvironment, config: JobConfig) -> None:
     os_config = config.opensearch
     for ddl in (
         tables.kinesis_source("bars_in", config.source),
         tables.kinesis_sink("enriched_out", config.sink, PUBLISHED_FIELDS),
-        tables.opensearch_sink("indicators_index", "stock-indicators", PUBLISHED_FIELDS, ["symbol", "ts"], os_config),
-        tables.opensearch_sink("signals_index", "stock-signals", SIGNAL_FIELDS, ["symbol", "ts", "type"], os_config),
-        tables.opensearch_sink("dlq_index", "stock-dlq", DLQ_FIELDS, ["record_id"], os_config),
-        *(tables.opensearch_sink(f"bars_{name}_index", f"stock-bars-{name}", ROLLUP_FIELDS,
-                                 ["symbol", "window_start"], os_config) for name in ROLLUP_WINDOWS),
+        *(tables.opensearch_sink(table, FAMILIES[family], fields, key, os_config)
+          for table, family, fields, key in OPENSEARCH_SINKS),
     ):
         t_env.execute_sql(ddl)
 
@@ -139,20 +148,28 @@ def insert_all(t_env: StreamTableEnvironment, analysis: Analysis) -> StatementSe
     t_env.create_temporary_view("signals", analysis.signals)
     t_env.create_temporary_view("dead_letters", analysis.dead_letters)
     published = ", ".join(f"`{n}`" for n in names(PUBLISHED_FIELDS))
+    rollups = {f"bars_{name}_index": rollup_query("enriched", f"rollup_{name}", minutes)
+               for name, minutes in ROLLUP_WINDOWS.items()}
+    queries = {
+        "indicators_index": f"SELECT {published} FROM enriched",
+        "signals_index": "SELECT * FROM signals",
+        "dlq_index": "SELECT * FROM dead_letters",
+        **rollups,
+    }
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO enriched_out SELECT {published} FROM enriched")
-    statements.add_insert_sql(f"INSERT INTO indicators_index SELECT {published} FROM enriched")
-    statements.add_insert_sql("INSERT INTO signals_index SELECT * FROM signals")
-    statements.add_insert_sql("INSERT INTO dlq_index SELECT * FROM dead_letters")
-    for name, minutes in ROLLUP_WINDOWS.items():
-        statements.add_insert_sql(f"INSERT INTO bars_{name}_index {rollup_query('enriched', f'rollup_{name}', minutes)}")
+    for table, family, fields, _ in OPENSEARCH_SINKS:
+        # Each row's index comes from its own time: the family's period column goes last.
+        columns = ", ".join(f"`{n}`" for n in names(fields))
+        statements.add_insert_sql(f"INSERT INTO {table} SELECT {columns}, "
+                                  f"{tables.index_period_sql(FAMILIES[family])} FROM ({queries[table]})")
     return statements
 
 
 def run(config: JobConfig, local: bool, parallelism: int | None = None, checkpoint_dir: str | None = None,
-        rest_port: int | None = None, restore_from: str | None = None) -> None:
+        rest_port: int | None = None, restore_from: str | None = None, restart_delay: str = "2s") -> None:
     t_env = create_environment(local, parallelism, checkpoint_dir, rest_port=rest_port, restore_from=restore_from,
-                               execution_mode=config.runtime.execution_mode)
+                               execution_mode=config.runtime.execution_mode, restart_delay=restart_delay)
     declare_tables(t_env, config)
     analysis = analyze(t_env, read_records(t_env, config), config.analytics, config.runtime.summary_interval_ms,
                        source_threads=True)
@@ -181,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-dir", help="local mode: where checkpoints are kept")
     parser.add_argument("--rest-port", type=int, help="local mode: port of the Flink REST API")
     parser.add_argument("--restore-from", help="local mode: a retained checkpoint or savepoint to resume from")
+    parser.add_argument("--restart-delay", default="2s",
+                        help="local mode: pause before each restart after a failure (default 2s)")
     args = parser.parse_args(argv)
     local = args.properties is not None
     path = args.properties if local else managed_properties_path()
@@ -194,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
               parallelism=args.parallelism, restore_from=args.restore_from, config=describe(config))
     if local:
         prepare_local_process()
-    run(config, local, args.parallelism, args.checkpoint_dir, args.rest_port, args.restore_from)
+    run(config, local, args.parallelism, args.checkpoint_dir, args.rest_port, args.restore_from, args.restart_delay)
 
 
 if __name__ == "__main__":

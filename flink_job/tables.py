@@ -6,6 +6,11 @@ Options are assembled from the typed config, never from conditional SQL fragment
 from __future__ import annotations
 
 from flink_job.config import OpenSearchConfig, StreamConfig
+from flink_job.index_lifecycle import PERIOD_CHARS, Family
+
+# The sink column that names a record's index (``<family>-<period>``). The connector writes every
+# column into the document, so it is stored, but not indexed (see the index templates).
+INDEX_PERIOD = "index_period"
 
 
 def with_options(options: dict[str, str]) -> str:
@@ -64,18 +69,29 @@ def kinesis_sink(table: str, stream: StreamConfig, fields: list[tuple[str, str]]
 )"""
 
 
-def opensearch_sink(table: str, index: str, fields: list[tuple[str, str]], key: list[str],
+def index_period_sql(family: Family) -> str:
+    """SQL for the ``INDEX_PERIOD`` column: ``Family.period_of`` of the record's own time field."""
+    return (f"REPLACE(SUBSTRING(`{family.time_field}` FROM 1 FOR {PERIOD_CHARS[family.granularity]}), "
+            f"'-', '.') AS `{INDEX_PERIOD}`")
+
+
+def opensearch_sink(table: str, family: Family, fields: list[tuple[str, str]], key: list[str],
                     config: OpenSearchConfig) -> str:
-    """Upserts by primary key: the document id is the key's values joined by '|', so a replayed or
-    revised record overwrites its document instead of adding one."""
+    """Upserts by primary key into the family's index of the record's period (the connector's
+    dynamic index): the document id is the key's values joined by '|' and the period comes from the
+    record's own time, so a replayed or revised record overwrites its document instead of adding one.
+    Rows carry ``fields`` then ``INDEX_PERIOD`` (``index_period_sql``)."""
     options = {
         "connector": "opensearch-2",
         "hosts": config.hosts,
-        "index": index,
+        "index": f"{family.name}-{{{INDEX_PERIOD}}}",
         "document-id.key-delimiter": "|",
         "sink.bulk-flush.interval": config.flush_interval,
         "sink.bulk-flush.max-actions": str(config.flush_max_actions),
-        # Ride out an OpenSearch restart instead of failing the job on the first refused bulk request.
+        # Retries bulk items OpenSearch rejects as too many (HTTP 429): a full write queue, and the
+        # flood-stage disk block, which OpenSearch answers with 429 (up to ~8 min in all). Any other
+        # failure (a refused connection, a write block set by hand: 403) fails the job, which
+        # restarts from its last checkpoint and writes the same documents again.
         "sink.bulk-flush.backoff.strategy": "EXPONENTIAL",
         "sink.bulk-flush.backoff.max-retries": "10",
         "sink.bulk-flush.backoff.delay": "500ms",
@@ -84,7 +100,7 @@ def opensearch_sink(table: str, index: str, fields: list[tuple[str, str]], key: 
         options.update({"username": config.username, "password": config.password or ""})
     keys = ", ".join(f"`{k}`" for k in key)
     return f"""CREATE TABLE IF NOT EXISTS {table} (
-  {columns(fields)},
+  {columns([*fields, (INDEX_PERIOD, "STRING")])},
   PRIMARY KEY ({keys}) NOT ENFORCED
 ) WITH (
   {with_options(options)}

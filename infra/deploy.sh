@@ -16,8 +16,8 @@
 #   TUNNEL_PORT (default 8443), NAME_PREFIX, SYMBOLS, FETCHER_GROUPS, AV_CALLS_PER_MINUTE,
 #   FETCHER_MEMORY, INTERVAL, STREAM_MODE, SHARD_COUNT, OPENSEARCH_INSTANCE_TYPE,
 #   OPENSEARCH_INSTANCE_COUNT, PARALLELISM, ALERT_EMAIL, VPC_CIDR, DASHBOARDS_TUNNEL,
-#   FETCHER_RESERVED_CONCURRENCY, SIGNAL_ALERT_EMAIL, SIGNAL_ALERT_RULES, PYTHON_EXECUTION_MODE (optional
-#   stack parameters).
+#   FETCHER_RESERVED_CONCURRENCY, SIGNAL_ALERT_EMAIL, SIGNAL_ALERT_RULES, PYTHON_EXECUTION_MODE,
+#   OPENSEARCH_VOLUME_SIZE, RETENTION_DAYS (optional stack parameters).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -71,6 +71,9 @@ upload() {
 deploy() {
     require ARTIFACT_BUCKET "pass an S3 bucket you own in $AWS_REGION: make deploy ARTIFACT_BUCKET=my-bucket"
     ensure_opensearch_service_role
+    # Unset settings are read as the template's defaults (an update keeps the stack's current values).
+    .venv/bin/python -m infra.sizing --symbols "${SYMBOLS:-}" --volume-gib "${OPENSEARCH_VOLUME_SIZE:-}" \
+        --nodes "${OPENSEARCH_INSTANCE_COUNT:-}" --retention "${RETENTION_DAYS:-}" || die "RETENTION_DAYS is malformed"
     local flink_key lambda_key loader_key alerts_key
     flink_key="$(upload flink-app.zip)"
     lambda_key="$(upload fetcher-lambda.zip)"
@@ -89,7 +92,8 @@ deploy() {
         AlphaVantageCallsPerMinute:AV_CALLS_PER_MINUTE FetcherMemorySize:FETCHER_MEMORY \
         Interval:INTERVAL StreamMode:STREAM_MODE \
         ShardCount:SHARD_COUNT OpenSearchInstanceType:OPENSEARCH_INSTANCE_TYPE \
-        OpenSearchInstanceCount:OPENSEARCH_INSTANCE_COUNT Parallelism:PARALLELISM AlertEmail:ALERT_EMAIL \
+        OpenSearchInstanceCount:OPENSEARCH_INSTANCE_COUNT OpenSearchVolumeSize:OPENSEARCH_VOLUME_SIZE \
+        RetentionDays:RETENTION_DAYS Parallelism:PARALLELISM AlertEmail:ALERT_EMAIL \
         PythonExecutionMode:PYTHON_EXECUTION_MODE \
         VpcCidr:VPC_CIDR DashboardsTunnel:DASHBOARDS_TUNNEL \
         FetcherReservedConcurrency:FETCHER_RESERVED_CONCURRENCY SignalAlertEmail:SIGNAL_ALERT_EMAIL \

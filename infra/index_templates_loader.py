@@ -8,12 +8,24 @@ Invoked directly (``infra/deploy.sh index-templates``) it puts them and returns 
 
 Settings come from the function's environment: ``OPENSEARCH_ENDPOINT`` (``https://host`` or a
 bare host), ``MASTER_SECRET_ARN`` (``{"username", "password"}``; unset: no authentication, as on
-the local OpenSearch) and ``DATA_NODES``. The template files set ``number_of_replicas`` 0, right
-for one node; with more data nodes each shard gets one replica on another node.
+the local OpenSearch), ``DATA_NODES``, ``ISM`` (``true``: put the retention policies) and ``RETENTION_DAYS``
+(``family=days,...`` overrides of the defaults in ``flink_job/index_lifecycle.py``; empty keeps
+them). The template files set
+``number_of_replicas`` 0, right for one node; with more data nodes each shard gets one replica on
+another node.
 
-Standard library plus boto3, which the Lambda runtime provides: the zip holds this file and the
-templates only. ``load_templates``, ``with_replicas`` and ``put_templates`` do the work and are
-tested against the local OpenSearch; ``handler`` adds the custom-resource protocol.
+Each template covers one family of time-partitioned indices (``stock-indicators-*``) and gives
+each an alias of the family's name. The loader also moves the documents of an index that predates
+the partitioning (a concrete ``stock-indicators``) into the partitioned indices, since the alias
+cannot be created while an index holds its name. On Amazon OpenSearch Service it puts one Index
+State Management policy per family that deletes its indices after their retention
+(``put_retention_policies``; the local OpenSearch has no ISM, and ``python -m stack.retention``
+does the same there).
+
+Standard library plus boto3, which the Lambda runtime provides: the zip holds this file, the
+templates and ``flink_job/index_lifecycle.py``. ``load_templates``, ``with_replicas`` and
+``put_templates`` do the work and are tested against the local OpenSearch; ``handler`` adds the
+custom-resource protocol.
 """
 
 from __future__ import annotations
@@ -26,9 +38,11 @@ import os
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from flink_job.index_lifecycle import FAMILIES, PERIOD_CHARS, RetentionError, ism_policy, ism_policy_id, parse_retention
 
 log = logging.getLogger("index_templates_loader")
 log.setLevel(logging.INFO)
@@ -43,6 +57,7 @@ ATTEMPT_TIMEOUT_S = 10.0
 RETRY_PAUSE_S = 3.0
 # Statuses worth another attempt: the domain is still settling, or busy.
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+MIGRATE_BATCH = 1000
 
 
 class LoadError(RuntimeError):
@@ -54,6 +69,10 @@ class Settings:
     endpoint: str
     secret_arn: str | None
     data_nodes: int
+    retention_days: Mapping[str, int] = field(default_factory=lambda: parse_retention(""))
+    # Whether the domain has Index State Management (Amazon OpenSearch Service does; the local
+    # integration-test distribution does not, and gets `python -m stack.retention` instead).
+    ism: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -67,7 +86,12 @@ class Settings:
             data_nodes = int(env.get("DATA_NODES", "1"))
         except ValueError:
             raise LoadError(f"DATA_NODES must be a whole number, got {env.get('DATA_NODES')!r}") from None
-        return cls(endpoint, env.get("MASTER_SECRET_ARN") or None, data_nodes)
+        try:
+            retention = parse_retention(env.get("RETENTION_DAYS"))
+        except RetentionError as err:
+            raise LoadError(f"RETENTION_DAYS: {err}") from None
+        return cls(endpoint, env.get("MASTER_SECRET_ARN") or None, data_nodes, retention,
+                   env.get("ISM", "").strip().lower() == "true")
 
 
 # --- the work ------------------------------------------------------------------------------------
@@ -124,6 +148,12 @@ def _call(method: str, url: str, body: dict | None, headers: Mapping[str, str], 
           accept: frozenset[int] = frozenset()) -> int:
     """One request, retried on connection failures and transient statuses until ``deadline``;
     a 2xx or an ``accept``ed status is returned, any other refusal raises at once."""
+    return _request(method, url, body, headers, deadline, what, accept)[0]
+
+
+def _request(method: str, url: str, body: dict | None, headers: Mapping[str, str], deadline: float, what: str,
+             accept: frozenset[int] = frozenset()) -> tuple[int, str]:
+    """``_call`` that also returns the answer's body."""
     while True:
         remaining = deadline - time.monotonic()
         try:
@@ -131,7 +161,7 @@ def _call(method: str, url: str, body: dict | None, headers: Mapping[str, str], 
         except OSError as err:  # refused, unreachable, timed out, TLS
             status, text = None, str(getattr(err, "reason", err))
         if status is not None and (status < 300 or status in accept):
-            return status
+            return status, text
         if status in (401, 403):
             raise LoadError(f"{url} refused the master user (HTTP {status}) for {what}: check that the "
                             "secret holds the domain's master user, then deploy again")
@@ -147,23 +177,111 @@ def _call(method: str, url: str, body: dict | None, headers: Mapping[str, str], 
 
 def put_templates(endpoint: str, templates: Mapping[str, dict], authorization: str | None = None,
                   deadline: float | None = None) -> list[str]:
-    """PUT each composable template (PUT replaces: idempotent), and give indices that already exist
-    the template's fields: a template applies to new indices only, and a field added to it would
-    stay unindexed in the current one (``dynamic: false``). Mappings only ever gain fields; a
-    changed field type is refused (HTTP 400) and needs a new index."""
+    """PUT each composable template (PUT replaces: idempotent), after moving an unpartitioned index
+    of its family into the partitioned ones (``migrate_unpartitioned``); then give the family's
+    existing indices the template's alias and fields: a template applies to new indices only, and a
+    field added to it would stay unindexed in the current ones (``dynamic: false``). Mappings only
+    ever gain fields; a changed field type is refused (HTTP 400) and needs a new index."""
     deadline = time.monotonic() + 60 if deadline is None else deadline
     headers = {"Authorization": authorization} if authorization else {}
     base = endpoint.rstrip("/")
     for name, body in templates.items():
+        template = body.get("template", {})
+        for alias in template.get("aliases", {}):
+            migrate_unpartitioned(base, name, body, alias, headers, deadline)
         _call("PUT", f"{base}/_index_template/{name}", body, headers, deadline, f"index template {name}")
-        fields = body.get("template", {}).get("mappings", {}).get("properties")
-        for index in body.get("index_patterns", []) if fields else ():
-            exists = _call("HEAD", f"{base}/{index}", None, headers, deadline, f"index {index}",
-                           accept=frozenset({404})) == 200
-            if exists:
-                _call("PUT", f"{base}/{index}/_mapping", {"properties": fields}, headers, deadline,
-                      f"the mapping of index {index}")
+        fields = template.get("mappings", {}).get("properties")
+        for pattern in body.get("index_patterns", []):
+            if not _indices(base, pattern, headers, deadline):
+                continue
+            for alias in template.get("aliases", {}):
+                _call("POST", f"{base}/_aliases", {"actions": [{"add": {"index": pattern, "alias": alias}}]},
+                      headers, deadline, f"alias {alias} of {pattern}")
+            if fields:
+                _call("PUT", f"{base}/{pattern}/_mapping", {"properties": fields}, headers, deadline,
+                      f"the mapping of indices {pattern}")
     return list(templates)
+
+
+def _indices(base: str, name: str, headers: Mapping[str, str], deadline: float) -> list[str]:
+    """The concrete indices an index name, alias or pattern stands for (none if it does not exist)."""
+    status, text = _request("GET", f"{base}/{name}/_settings/index.uuid", None, headers, deadline,
+                            f"indices {name}", accept=frozenset({404}))
+    return sorted(json.loads(text)) if status == 200 else []
+
+
+def _bulk(base: str, lines: str, headers: Mapping[str, str], deadline: float, what: str) -> None:
+    """One bulk request; any refused item fails it (the caller's old index then stays)."""
+    request = urllib.request.Request(f"{base}/_bulk?refresh=true", data=lines.encode(), method="POST",
+                                     headers={"Content-Type": "application/x-ndjson", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=max(deadline - time.monotonic(), 1.0)) as response:
+            answer = json.loads(response.read())
+    except (OSError, ValueError) as err:
+        raise LoadError(f"{what}: bulk request failed ({err}); the old index is kept, deploy again") from None
+    if answer.get("errors"):
+        failed = next(i for i in answer["items"] if "error" in next(iter(i.values())))
+        raise LoadError(f"{what}: a document was refused; the old index is kept: {json.dumps(failed)[:500]}")
+
+
+def migrate_unpartitioned(base: str, name: str, body: Mapping, alias: str, headers: Mapping[str, str],
+                          deadline: float) -> bool:
+    """If a concrete index holds the family's name (the layout before time partitioning), copy its
+    documents, ids unchanged, into the family's partitioned indices (each document into the index of
+    its own time, as the job writes them), then delete it. Safe to repeat after a failure: the old
+    index goes only after every document was copied, and copying again overwrites the same ids.
+    (A scroll and bulk requests rather than ``_reindex``, which the local OpenSearch lacks.)
+    Returns whether there was one."""
+    if alias not in _indices(base, alias, headers, deadline):
+        return False  # none, or already an alias
+    # The family whose name ends the template's: its time field and period (names may be prefixed).
+    fam = next(f for f in sorted(FAMILIES, key=lambda f: -len(f.name)) if name.endswith(f.name))
+    # The new indices need the template's mappings, but its alias would collide with the old index.
+    without_alias = copy.deepcopy(dict(body))
+    without_alias.get("template", {}).pop("aliases", None)
+    _call("PUT", f"{base}/_index_template/{name}", without_alias, headers, deadline, f"index template {name}")
+    copied = 0
+    _, text = _request("POST", f"{base}/{alias}/_search?scroll=5m", {"size": MIGRATE_BATCH, "sort": ["_doc"]},
+                       headers, deadline, f"the documents of {alias}")
+    page = json.loads(text)
+    while page["hits"]["hits"]:
+        lines = []
+        for hit in page["hits"]["hits"]:
+            index = f"{alias}-{fam.period_of(hit['_source'][fam.time_field])}"
+            lines += [json.dumps({"index": {"_index": index, "_id": hit["_id"]}}), json.dumps(hit["_source"])]
+        _bulk(base, "\n".join(lines) + "\n", headers, deadline, f"copying {alias}")
+        copied += len(page["hits"]["hits"])
+        _, text = _request("POST", f"{base}/_search/scroll", {"scroll": "5m", "scroll_id": page["_scroll_id"]},
+                           headers, deadline, f"the documents of {alias}")
+        page = json.loads(text)
+    _call("DELETE", f"{base}/{alias}", None, headers, deadline, f"the unpartitioned index {alias}")
+    log.info(json.dumps({"event": "index_migrated", "index": alias, "into": f"{alias}-*", "documents": copied}))
+    return True
+
+
+def put_retention_policies(endpoint: str, retention_days: Mapping[str, int], authorization: str | None = None,
+                           deadline: float | None = None) -> dict[str, int]:
+    """One ISM policy per family (Amazon OpenSearch Service), attached to the family's new indices by
+    its ``ism_template`` and here to its existing ones; indices that already follow an older version
+    of the policy are moved to this one. Returns the retention days put."""
+    deadline = time.monotonic() + 60 if deadline is None else deadline
+    headers = {"Authorization": authorization} if authorization else {}
+    base = endpoint.rstrip("/")
+    for fam in FAMILIES:
+        url = f"{base}/_plugins/_ism/policies/{ism_policy_id(fam)}"
+        status, text = _request("GET", url, None, headers, deadline, f"ISM policy of {fam.name}",
+                                accept=frozenset({404}))
+        if status == 200:  # replacing a policy needs the version it replaces
+            current = json.loads(text)
+            url += f"?if_seq_no={current['_seq_no']}&if_primary_term={current['_primary_term']}"
+        _call("PUT", url, ism_policy(fam, retention_days[fam.name]), headers, deadline,
+              f"ISM policy of {fam.name}")
+        policy = {"policy_id": ism_policy_id(fam)}
+        _call("POST", f"{base}/_plugins/_ism/add/{fam.pattern}", policy, headers, deadline,
+              f"ISM policy of {fam.pattern}")
+        _call("POST", f"{base}/_plugins/_ism/change_policy/{fam.pattern}", policy, headers, deadline,
+              f"ISM policy version of {fam.pattern}")
+    return {fam.name: retention_days[fam.name] for fam in FAMILIES}
 
 
 def read_master_user(secret_arn: str) -> str:
@@ -182,7 +300,11 @@ def apply(settings: Settings, deadline: float) -> dict:
     replicas = replicas_for(settings.data_nodes)
     authorization = read_master_user(settings.secret_arn) if settings.secret_arn else None
     names = put_templates(settings.endpoint, with_replicas(load_templates(), replicas), authorization, deadline)
-    return {"Templates": ",".join(names), "Replicas": str(replicas)}
+    result = {"Templates": ",".join(names), "Replicas": str(replicas)}
+    if settings.ism:
+        kept = put_retention_policies(settings.endpoint, settings.retention_days, authorization, deadline)
+        result["RetentionDays"] = ",".join(f"{name}={days}" for name, days in kept.items())
+    return result
 
 
 # --- the Lambda entry point ----------------------------------------------------------------------

@@ -10,8 +10,9 @@
   requests, and its time zone files are the image's).
 - ``alerts-lambda.zip``: the ``alerts`` package (its ``.py`` files and the default ``rules.json``)
   plus ``tzdata`` (alert times are New York time, and the runtime may lack a zone database).
-- ``index-templates-loader.zip``: ``index_templates_loader.py`` and the job's ``index_templates/``,
-  the function that puts the templates from inside the VPC (standard library and boto3 only).
+- ``index-templates-loader.zip``: ``index_templates_loader.py``, the job's ``index_templates/`` and
+  ``flink_job/index_lifecycle.py`` (the index families and their retention), the function that puts
+  the templates and retention policies from inside the VPC (standard library and boto3 only).
 
 Zips are deterministic (sorted entries, fixed timestamps and modes), so an unchanged build gives
 the same bytes and ``deploy.sh`` uploads the same content under the same hash.
@@ -151,6 +152,9 @@ def lambda_entries(vendored: Path, name: str = "fetcher_lambda",
 def loader_entries() -> list[tuple[str, Path]]:
     return [
         ("index_templates_loader.py", ROOT / "infra" / "index_templates_loader.py"),
+        # The families and their retention, shared with the job: a pure module, no pyflink.
+        ("flink_job/__init__.py", ROOT / "flink_job" / "__init__.py"),
+        ("flink_job/index_lifecycle.py", ROOT / "flink_job" / "index_lifecycle.py"),
         *((f"index_templates/{p.name}", p) for p in TEMPLATES.glob("*.json")),
     ]
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import boto3
-import requests
 
 from flink_job.config import JobConfig, StreamConfig, load_config
+from infra import index_templates_loader as loader
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "flink_job" / "index_templates"
@@ -46,21 +46,12 @@ def index_templates() -> dict[str, dict]:
 
 
 def ensure_index_templates(hosts: str, auth: tuple[str, str] | None = None) -> list[str]:
-    """PUT every composable index template (PUT replaces, so this is idempotent), and add fields that
-    are new in a template to an index that already exists (mappings only ever gain fields)."""
-    base = hosts.split(";")[0].rstrip("/")
-    names = []
-    for name, body in index_templates().items():
-        response = requests.put(f"{base}/_index_template/{name}", json=body, auth=auth, timeout=30)
-        if response.status_code >= 300:
-            raise RuntimeError(f"index template {name}: HTTP {response.status_code} {response.text[:300]}")
-        if requests.head(f"{base}/{name}", auth=auth, timeout=30).status_code == 200:
-            mapping = {"properties": body["template"]["mappings"]["properties"]}
-            response = requests.put(f"{base}/{name}/_mapping", json=mapping, auth=auth, timeout=30)
-            if response.status_code >= 300:
-                raise RuntimeError(f"mapping of index {name}: HTTP {response.status_code} {response.text[:300]}")
-        names.append(name)
-    return names
+    """What the stack's loader does on AWS (``infra/index_templates_loader.py``), minus ISM: PUT every
+    composable index template, move an unpartitioned index into the partitioned ones, and give the
+    existing indices of each family its alias and any field new in its template."""
+    authorization = loader.basic_auth(*auth) if auth else None
+    return loader.put_templates(hosts.split(";")[0], index_templates(), authorization,
+                                deadline=time.monotonic() + 300)
 
 
 def ensure_all(config: JobConfig, shards: int = 1) -> None:

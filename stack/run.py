@@ -1,7 +1,8 @@
 """``make run``: the whole pipeline locally, live, until Ctrl-C.
 
 Starts the local services, creates the streams and index templates, then runs the processes of
-``PROCESSES`` (the Flink job on a local mini-cluster, the producer, the live dashboard) and prints,
+``PROCESSES`` (the Flink job on a local mini-cluster, the producer, the live dashboard, the alerts,
+the hourly deletion of expired indices) and prints,
 every few seconds, the job's state and restarts, which services answer and what arrived in OpenSearch.
 
 One run per run directory: the run holds ``<run dir>/run.lock`` (see ``run_lock``) from start until it
@@ -30,6 +31,7 @@ from stack.services import Ports, StackError, exit_code, free_port, run_dir, sen
 
 STOP_WAIT_S = 120.0  # how long `make stop` lets a live run stop itself before killing it
 ALERTS_TABLE = "stock_alerts"
+RETENTION_EVERY_S = 3600
 
 
 @dataclass(frozen=True)
@@ -90,12 +92,21 @@ def dashboard_command(ctx: RunContext) -> list[str]:
             "--dynamodb", ctx.ports.url("dynamodb")]
 
 
+def retention_command(ctx: RunContext) -> list[str]:
+    """The local stand-in for ISM: deletes expired indices now and every hour (``RETENTION_DAYS``
+    passes through from the environment). The shipped sample data is from March 2024, long past any
+    retention: a replay only logs what would go, so the demo keeps its data."""
+    command = [sys.executable, "-m", "stack.retention", "--every", str(RETENTION_EVERY_S)]
+    return command if os.environ.get("ALPHAVANTAGE_API_KEY") else [*command, "--dry-run"]
+
+
 # Started in this order, stopped in this order (the job first, so it stops writing before the rest).
 PROCESSES = (
     Process("job", job_command, essential=True),
     Process("producer", producer_command, producer_env),
     Process("dashboard", dashboard_command, alerts_env),
     Process("alerts", alerts_command, alerts_env),
+    Process("retention", retention_command),
 )
 
 

@@ -26,10 +26,13 @@ import pytest
 import requests
 
 from flink_job.analyzer import Analyzer
+from flink_job.index_lifecycle import BY_NAME
 from stack import resources
 from tests.bar_data import generate_bars
 from tests.local_aws import OPENSEARCH_URL
 from tests.pipeline_harness import unique_symbol
+
+INDICATORS, SIGNALS = BY_NAME["stock-indicators"], BY_NAME["stock-signals"]
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENSEARCH = OPENSEARCH_URL
@@ -64,12 +67,14 @@ def enriched_series(symbol: str) -> list[dict]:
 
 
 def bulk_index(docs: list[dict]) -> None:
-    """Enriched bars and their signals into the real indices, ids as the job writes them, then refresh."""
+    """Enriched bars and their signals into the real indices, ids and index names as the job writes
+    them, then refresh."""
     lines = []
     for doc in docs:
-        lines += [{"index": {"_index": "stock-indicators", "_id": f"{doc['symbol']}|{doc['ts']}"}}, doc]
+        lines += [{"index": {"_index": INDICATORS.index_for(doc["ts"]), "_id": f"{doc['symbol']}|{doc['ts']}"}}, doc]
         for signal in doc["signals"]:
-            lines += [{"index": {"_index": "stock-signals", "_id": f"{doc['symbol']}|{doc['ts']}|{signal['type']}"}},
+            lines += [{"index": {"_index": SIGNALS.index_for(doc["ts"]),
+                                 "_id": f"{doc['symbol']}|{doc['ts']}|{signal['type']}"}},
                       {"symbol": doc["symbol"], "ts": doc["ts"], **signal}]
     send_bulk(lines)
 
@@ -78,8 +83,8 @@ def unindex(docs: list[dict]) -> None:
     """Take documents indexed by ``bulk_index`` out again."""
     lines = []
     for doc in docs:
-        lines.append({"delete": {"_index": "stock-indicators", "_id": f"{doc['symbol']}|{doc['ts']}"}})
-        lines += [{"delete": {"_index": "stock-signals", "_id": f"{doc['symbol']}|{doc['ts']}|{s['type']}"}}
+        lines.append({"delete": {"_index": INDICATORS.index_for(doc["ts"]), "_id": f"{doc['symbol']}|{doc['ts']}"}})
+        lines += [{"delete": {"_index": SIGNALS.index_for(doc["ts"]), "_id": f"{doc['symbol']}|{doc['ts']}|{s['type']}"}}
                   for s in doc["signals"]]
     send_bulk(lines)
 
@@ -121,7 +126,7 @@ def remove_symbol(symbol: str) -> None:
         response = requests.post(f"{OPENSEARCH}/{index}/_search", timeout=30, json={
             "query": {"term": {"symbol": symbol}}, "size": 10_000, "_source": False})
         response.raise_for_status()
-        lines += [{"delete": {"_index": index, "_id": hit["_id"]}} for hit in response.json()["hits"]["hits"]]
+        lines += [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in response.json()["hits"]["hits"]]
     if lines:
         send_bulk(lines)
 

@@ -105,7 +105,9 @@ def test_index_patterns_match_the_index_templates():
         for name, kind in fields.items():
             expected_type = {"keyword": "string", "text": "string", "date": "date"}.get(kind, "number")
             assert listed[name]["type"] == expected_type and listed[name]["esTypes"] == [kind]
-            assert listed[name]["aggregatable"] == (kind != "text")
+            stored_only = name == "index_period"  # names the record's index: neither indexed nor aggregated
+            assert listed[name]["aggregatable"] == (kind != "text" and not stored_only)
+            assert listed[name]["searchable"] == (not stored_only)
 
 
 def test_every_reference_resolves_inside_the_file():

@@ -18,6 +18,7 @@ from typing import Iterator
 import pytest
 import requests
 
+from flink_job.index_lifecycle import parse_retention
 from infra import index_templates_loader as loader
 from tests.local_aws import OPENSEARCH_URL as OPENSEARCH
 JOB_TEMPLATES = Path(__file__).resolve().parent.parent / "flink_job" / "index_templates"
@@ -74,13 +75,14 @@ def opensearch() -> str:
 
 @pytest.fixture
 def own_templates(tmp_path, opensearch) -> Iterator[tuple[Path, dict[str, dict]]]:
-    """The job's templates renamed to this test's prefix (names and index patterns), as files."""
+    """The job's templates renamed to this test's prefix (names, index patterns and aliases), as files."""
     prefix = f"loader-{uuid.uuid4().hex[:8]}-"
     directory = tmp_path / "index_templates"
     directory.mkdir()
     renamed = {}
     for name, body in loader.load_templates(JOB_TEMPLATES).items():
         body["index_patterns"] = [prefix + pattern for pattern in body["index_patterns"]]
+        body["template"]["aliases"] = {prefix + alias: spec for alias, spec in body["template"]["aliases"].items()}
         renamed[prefix + name] = body
         (directory / f"{prefix}{name}.json").write_text(json.dumps(body))
     yield directory, renamed
@@ -134,8 +136,13 @@ def test_replicas_are_set_on_copies_and_the_files_keep_theirs():
 
 def test_settings_come_from_the_environment():
     settings = loader.Settings.from_env({"OPENSEARCH_ENDPOINT": "vpc-x.es.amazonaws.com",
-                                         "MASTER_SECRET_ARN": "arn:secret", "DATA_NODES": "4"})
-    assert settings == loader.Settings("https://vpc-x.es.amazonaws.com", "arn:secret", 4)
+                                         "MASTER_SECRET_ARN": "arn:secret", "DATA_NODES": "4",
+                                         "RETENTION_DAYS": "stock-dlq=7"})
+    assert settings == loader.Settings("https://vpc-x.es.amazonaws.com", "arn:secret", 4,
+                                       {**parse_retention(""), "stock-dlq": 7}, ism=False)
+    assert loader.Settings.from_env({"OPENSEARCH_ENDPOINT": "x", "ISM": "true"}).ism
+    with pytest.raises(loader.LoadError, match="RETENTION_DAYS: retention of stock-dlq"):
+        loader.Settings.from_env({"OPENSEARCH_ENDPOINT": "x", "RETENTION_DAYS": "stock-dlq=0"})
     assert loader.Settings.from_env({"OPENSEARCH_ENDPOINT": "http://127.0.0.1:9200/"}).endpoint == "http://127.0.0.1:9200"
     with pytest.raises(loader.LoadError, match="OPENSEARCH_ENDPOINT"):
         loader.Settings.from_env({})
@@ -152,30 +159,60 @@ def test_put_templates_shape_new_indices(opensearch, own_templates):
     assert names == sorted(renamed)
     for name in renamed:
         assert stored(opensearch, name)["template"]["settings"]["index"]["number_of_replicas"] == "1"
-    # An index the job would create gets the template's mapping and the replica.
-    index = next(b for n, b in renamed.items() if n.endswith("stock-indicators"))["index_patterns"][0]
+    # An index the job would create gets the template's mapping, the replica and the family's alias.
+    alias = next(n for n in renamed if n.endswith("stock-indicators"))
+    index = f"{alias}-2024.03"
     requests.put(f"{opensearch}/{index}", timeout=30).raise_for_status()
     settings = requests.get(f"{opensearch}/{index}/_settings", timeout=10).json()[index]["settings"]["index"]
     mapping = requests.get(f"{opensearch}/{index}/_mapping", timeout=10).json()[index]["mappings"]
     assert settings["number_of_replicas"] == "1"
     assert mapping["dynamic"] == "false" and mapping["properties"]["symbol"] == {"type": "keyword"}
+    assert requests.get(f"{opensearch}/_alias/{alias}", timeout=10).json() == {index: {"aliases": {alias: {}}}}
     # Putting again replaces, so a second run changes nothing and fails nothing.
     assert loader.put_templates(opensearch, loader.with_replicas(loader.load_templates(directory), 1)) == names
 
 
-def test_an_existing_index_gains_the_fields_added_to_its_template(opensearch, own_templates):
+def test_existing_indices_gain_the_fields_added_to_their_template_and_the_alias(opensearch, own_templates):
     _, renamed = own_templates
     name, body = next((n, b) for n, b in renamed.items() if n.endswith("stock-dlq"))
-    (index,) = body["index_patterns"]
     loader.put_templates(opensearch, {name: body})
-    requests.put(f"{opensearch}/{index}", timeout=30).raise_for_status()
+    older = {**body, "template": {k: v for k, v in body["template"].items() if k != "aliases"}}
+    loader.put_templates(opensearch, {name: older})
+    indices = [f"{name}-2024.02", f"{name}-2024.03"]
+    for index in indices:
+        requests.put(f"{opensearch}/{index}", timeout=30).raise_for_status()
     grown = json.loads(json.dumps(body))
     grown["template"]["mappings"]["properties"]["added_later"] = {"type": "keyword"}
 
     loader.put_templates(opensearch, {name: grown})
-    mapping = requests.get(f"{opensearch}/{index}/_mapping", timeout=10).json()[index]["mappings"]
-    assert mapping["properties"]["added_later"] == {"type": "keyword"}
-    assert set(body["template"]["mappings"]["properties"]) < set(mapping["properties"])
+    for index in indices:
+        mapping = requests.get(f"{opensearch}/{index}/_mapping", timeout=10).json()[index]["mappings"]
+        assert mapping["properties"]["added_later"] == {"type": "keyword"}
+        assert set(body["template"]["mappings"]["properties"]) < set(mapping["properties"])
+    assert sorted(requests.get(f"{opensearch}/_alias/{name}", timeout=10).json()) == indices
+
+
+def test_an_unpartitioned_index_moves_into_the_partitioned_ones_ids_unchanged(opensearch, own_templates):
+    """The layout before time partitioning: one concrete index named as the family. Its documents
+    move into the index of their own time (as the job would write them), and the name becomes the
+    alias over them, so readers and the job's later upserts meet the same documents."""
+    _, renamed = own_templates
+    name, body = next((n, b) for n, b in renamed.items() if n.endswith("stock-indicators"))
+    docs = {f"IBM|2024-0{m}-2{d}T14:3{d}:00Z": {"symbol": "IBM", "ts": f"2024-0{m}-2{d}T14:3{d}:00Z", "close": m + d}
+            for m in (2, 3) for d in (1, 2)}
+    lines = "".join(json.dumps({"index": {"_index": name, "_id": i}}) + "\n" + json.dumps(d) + "\n"
+                    for i, d in docs.items())
+    requests.post(f"{opensearch}/_bulk?refresh=true", data=lines, timeout=30,
+                  headers={"Content-Type": "application/x-ndjson"}).raise_for_status()
+
+    loader.put_templates(opensearch, {name: body}, deadline=time.monotonic() + 60)
+    requests.post(f"{opensearch}/{name}/_refresh", timeout=10)
+    hits = requests.post(f"{opensearch}/{name}/_search", json={"size": 100}, timeout=10).json()["hits"]["hits"]
+    assert {h["_id"]: h["_index"] for h in hits} == {i: f"{name}-{d['ts'][:7].replace('-', '.')}" for i, d in docs.items()}
+    assert {h["_id"]: h["_source"] for h in hits} == docs
+    assert sorted(requests.get(f"{opensearch}/_alias/{name}", timeout=10).json()) == [f"{name}-2024.02", f"{name}-2024.03"]
+    # Repeating is harmless: nothing is left to move.
+    assert not loader.migrate_unpartitioned(opensearch, name, body, name, {}, time.monotonic() + 30)
 
 
 def test_a_refused_template_stops_at_once_and_names_it(opensearch, own_templates):

@@ -35,14 +35,15 @@ class RecordingTableEnvironment:
 
 
 def opensearch_sinks() -> dict[str, list[tuple[str, str]]]:
-    """index -> (column, SQL type) of every OpenSearch sink the job declares."""
+    """index family -> (column, SQL type) of every OpenSearch sink the job declares."""
     t_env = RecordingTableEnvironment()
     main.declare_tables(t_env, load_config(ROOT / "stack" / "application_properties.json"))
     sinks = {}
     for ddl in t_env.statements:
         if "'connector' = 'opensearch-2'" not in ddl:
             continue
-        index = re.search(r"'index' = '([^']+)'", ddl).group(1)
+        # The family: the index option names the record's index as '<family>-{index_period}'.
+        index = re.search(r"'index' = '([^']+)-\{index_period\}'", ddl).group(1)
         body = ddl[ddl.index("(") + 1:ddl.index(") WITH")]
         sinks[index] = [m.groups() for line in body.splitlines()
                         if (m := _COLUMN.match(line)) and not line.strip().startswith("PRIMARY KEY")]

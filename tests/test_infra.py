@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from flink_job import tables
+from flink_job.index_lifecycle import FAMILIES
 from flink_job.indicators import AnalyticsSettings
 from flink_job.config import EXECUTION_MODES, JobConfig, parse_config
 from infra import index_templates_loader as loader
@@ -156,6 +157,27 @@ def test_deploy_uploads_the_zips_and_the_template_to_the_bucket(tmp_path, templa
     assert {name for name in overrides if name.endswith("CodeKey")} == code_keys
     assert {f"s3://artifacts/{overrides[k]}" for k in code_keys} == set(uploads.values())
     assert overrides["FetcherReservedConcurrency"] == "1"
+
+
+def test_deploy_warns_when_the_volume_cannot_hold_the_symbols_for_their_retention(tmp_path):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP):
+        (dist / name).write_bytes(name.encode())
+    symbols = ",".join(f"S{i}" for i in range(1000))
+    result, calls = run_deploy_script(tmp_path, "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+                                      SYMBOLS=symbols, RETENTION_DAYS="stock-dlq=14")
+    assert result.returncode == 0, result.stderr
+    assert "warning: 1000 symbols kept 90 days" in result.stderr and "OPENSEARCH_VOLUME_SIZE=" in result.stderr
+    deploy = only_call(calls, "cloudformation", "deploy")
+    overrides = dict(a.split("=", 1) for a in deploy[deploy.index("--parameter-overrides") + 1:])
+    assert overrides["RetentionDays"] == "stock-dlq=14"
+
+    (tmp_path / "larger").mkdir()
+    result, calls = run_deploy_script(tmp_path / "larger", "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+                                      SYMBOLS=symbols, OPENSEARCH_VOLUME_SIZE="2000")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    assert "OpenSearchVolumeSize=2000" in only_call(calls, "cloudformation", "deploy")
 
 
 def stack_with_application(status: str, snapshots: int) -> dict:
@@ -329,7 +351,7 @@ def test_flink_role_grants_nothing_the_connectors_do_not_use(template):
     source = tables.kinesis_source("bars_in", config.source)
     assert "'connector' = 'kinesis'" in source and "recordpublisher" not in source, \
         "with enhanced fan-out the role needs kinesis:SubscribeToShard and the consumer actions"
-    sink = tables.opensearch_sink("docs", "index", [("id", "STRING")], ["id"], config.opensearch)
+    sink = tables.opensearch_sink("docs", FAMILIES[0], [("id", "STRING")], ["id"], config.opensearch)
     assert "'username' = " in sink and "'password' = " in sink
     flink = granted(template, "FlinkRole")
     assert "kinesis:GetRecords" in flink and "kinesis:SubscribeToShard" not in flink
@@ -420,6 +442,27 @@ def test_alarms_watch_the_alerts_errors_and_iterator_age(template):
         alarm = alarms[("AWS/Lambda", metric)] if alarms[("AWS/Lambda", metric)]["Dimensions"][0]["Value"] == \
             ref("AlertsFunction") else None
         assert alarm, f"no {metric} alarm on the alerts function"
+        assert alarm["AlarmActions"]["Fn::If"][0] == "HasAlertEmail"
+
+
+def test_alarms_watch_the_domain_storage_and_blocked_writes(template):
+    domain = [{"Name": "DomainName", "Value": ref("OpenSearchDomain")},
+              {"Name": "ClientId", "Value": ref("AWS::AccountId")}]
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    blocked = alarms["OpenSearchWritesBlockedAlarm"]["Properties"]
+    assert (blocked["Namespace"], blocked["MetricName"], blocked["Dimensions"]) == \
+        ("AWS/ES", "ClusterIndexWritesBlocked", domain)
+    assert (blocked["Threshold"], blocked["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    low = alarms["OpenSearchLowStorageAlarm"]["Properties"]
+    (free,) = [m for m in low["Metrics"] if "MetricStat" in m]
+    metric = free["MetricStat"]["Metric"]
+    assert (metric["Namespace"], metric["MetricName"], metric["Dimensions"]) == ("AWS/ES", "FreeStorageSpace", domain)
+    assert free["MetricStat"]["Stat"] == "Minimum", "the fullest node is the one that blocks"
+    (share,) = [m for m in low["Metrics"] if m.get("ReturnData")]
+    # MiB free over the volume: alarms below a quarter free, long before the 95% flood stage.
+    assert share["Expression"] == {"Fn::Sub": "free / (${OpenSearchVolumeSize} * 1024)"}
+    assert (low["Threshold"], low["ComparisonOperator"]) == (0.25, "LessThanThreshold")
+    for alarm in (blocked, low):
         assert alarm["AlarmActions"]["Fn::If"][0] == "HasAlertEmail"
 
 
@@ -520,14 +563,19 @@ def test_index_templates_are_put_by_the_loader_in_the_vpc(template):
     assert function["VpcConfig"]["SecurityGroupIds"] == [ref("LoaderSecurityGroup")]
     assert function["Code"]["S3Key"] == ref("LoaderCodeKey")
     env = function["Environment"]["Variables"]
-    settings = loader.Settings.from_env({k: "2" if k == "DATA_NODES" else "x" for k in env})
+    values = {"DATA_NODES": "2", "ISM": env["ISM"], "RETENTION_DAYS": "stock-dlq=14"}
+    settings = loader.Settings.from_env({k: values.get(k, "x") for k in env})
     assert settings.secret_arn and settings.data_nodes == 2
     assert env["DATA_NODES"] == ref("OpenSearchInstanceCount")
+    # Amazon OpenSearch Service has ISM: the loader puts the retention policies there.
+    assert settings.ism and settings.retention_days["stock-dlq"] == 14
+    assert env["RETENTION_DAYS"] == ref("RetentionDays")
     (custom,) = [r for r in resources.values() if r["Type"] == "Custom::IndexTemplates"]
     assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["LoaderFunction", "Arn"]}
     # What makes CloudFormation put them again: new templates (a new zip) and a new node count.
     assert custom["Properties"]["CodeKey"] == ref("LoaderCodeKey")
     assert custom["Properties"]["DataNodes"] == env["DATA_NODES"]
+    assert custom["Properties"]["RetentionDays"] == env["RETENTION_DAYS"], "new retention days: new policies"
     # Its ways out outlive it, so the answer to a Delete still reaches CloudFormation.
     assert {"S3Endpoint", "SecretsManagerEndpoint"} <= set(as_list(custom["DependsOn"]))
 
@@ -628,13 +676,16 @@ def test_alerts_zip_imports_alone_with_its_rules_and_zone_data(built, tmp_path):
 def test_loader_zip_holds_the_module_and_the_job_templates(built, tmp_path):
     names = unzip(built[package.LOADER_ZIP], tmp_path)
     templates = sorted(p.name for p in package.TEMPLATES.glob("*.json"))
-    assert sorted(names) == sorted(["index_templates_loader.py", *(f"index_templates/{t}" for t in templates)])
+    assert sorted(names) == sorted(["index_templates_loader.py", *(f"index_templates/{t}" for t in templates),
+                                    "flink_job/__init__.py", "flink_job/index_lifecycle.py"])
     loaded = run_isolated(
-        "import json, index_templates_loader as m; "
-        "print(json.dumps({'file': m.__file__, 'dir': str(m.templates_dir()), 'names': sorted(m.load_templates())}))",
+        "import json, index_templates_loader as m, flink_job.index_lifecycle as f; "
+        "print(json.dumps({'file': m.__file__, 'dir': str(m.templates_dir()), 'names': sorted(m.load_templates()), "
+        "'lifecycle': f.__file__}))",
         tmp_path,
     )
     assert Path(loaded["dir"]) == tmp_path / "index_templates" and Path(loaded["file"]).parent == tmp_path
+    assert Path(loaded["lifecycle"]).is_relative_to(tmp_path)
     assert loaded["names"] == [t.removesuffix(".json") for t in templates]
 
 

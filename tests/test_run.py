@@ -200,7 +200,7 @@ def test_make_run_beside_the_suite_then_crashed_is_stopped_whole(run_dir):
         assert suite_count() == suite_before, "the run wrote into the test suite's OpenSearch"
         run_before = count(ports.url("opensearch"))
         symbol = unique_symbol("ISO")
-        doc = f"{OPENSEARCH_URL}/stock-indicators/_doc/{symbol}%7C2024-03-08T14:30:00Z"
+        doc = f"{OPENSEARCH_URL}/stock-indicators-2024.03/_doc/{symbol}%7C2024-03-08T14:30:00Z"
         requests.put(doc, json={"symbol": symbol, "ts": "2024-03-08T14:30:00Z"}, params={"refresh": "true"},
                      timeout=10).raise_for_status()
         requests.delete(doc, timeout=10).raise_for_status()

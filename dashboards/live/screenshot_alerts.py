@@ -30,6 +30,7 @@ from dashboards.live.server import make_server
 from fetcher_lambda.replay import load_bars
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import validate_record
+from flink_job.index_lifecycle import BY_NAME
 from flink_job.symbol_state import SymbolTracker
 from stack import resources
 
@@ -70,12 +71,14 @@ def index_day(records: list[dict]) -> list[dict]:
         if r["symbol"] != SYMBOL or not r["ts"].startswith(DAY):
             continue
         doc_id = f"{r['symbol']}|{r['ts']}"
-        lines += [{"index": {"_index": "stock-indicators", "_id": doc_id}}, {k: v for k, v in r.items() if k in mapped}]
-        undo.append({"delete": {"_index": "stock-indicators", "_id": doc_id}})
+        # The indices the job would write: the alias over several takes no writes.
+        indicators, signals = (BY_NAME[f].index_for(r["ts"]) for f in ("stock-indicators", "stock-signals"))
+        lines += [{"index": {"_index": indicators, "_id": doc_id}}, {k: v for k, v in r.items() if k in mapped}]
+        undo.append({"delete": {"_index": indicators, "_id": doc_id}})
         for s in r["signals"]:
-            lines += [{"index": {"_index": "stock-signals", "_id": f"{doc_id}|{s['type']}"}},
+            lines += [{"index": {"_index": signals, "_id": f"{doc_id}|{s['type']}"}},
                       {"symbol": r["symbol"], "ts": r["ts"], **s}]
-            undo.append({"delete": {"_index": "stock-signals", "_id": f"{doc_id}|{s['type']}"}})
+            undo.append({"delete": {"_index": signals, "_id": f"{doc_id}|{s['type']}"}})
     bulk(lines)
     return undo
 
