@@ -11,8 +11,9 @@
 
 Events: ``job_start`` (mode, versions, configuration without secrets), ``config_error``,
 ``state_restored`` (symbols restored since the last line, state layout version), ``state_reset``
-(one per symbol whose state no longer fits, with the reason) and ``summary`` (at most once a
-minute: dead letters by reason, late, duplicate and revised bars).
+(one per symbol whose state no longer fits, with the reason), ``summary`` (at most once a
+minute: dead letters by reason, late, duplicate and revised bars) and, when the job restarts,
+``opensearch_writes_blocked`` or ``opensearch_blocks_unknown`` (``write_blocks``).
 """
 
 from __future__ import annotations

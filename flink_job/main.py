@@ -172,7 +172,7 @@ def run(config: JobConfig, local: bool, parallelism: int | None = None, checkpoi
                                execution_mode=config.runtime.execution_mode, restart_delay=restart_delay)
     declare_tables(t_env, config)
     analysis = analyze(t_env, read_records(t_env, config), config.analytics, config.runtime.summary_interval_ms,
-                       source_threads=True)
+                       source_threads=True, opensearch=config.opensearch)
     result = insert_all(t_env, analysis).execute()
     if local:
         # A local mini-cluster lives as long as this process: block until the job ends or Ctrl-C.

@@ -18,10 +18,13 @@ from pyflink.datastream.state import ValueStateDescriptor
 from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS, Activity
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import InvalidBar, clip_utf8, format_ts, parse_keyed
+from flink_job.config import OpenSearchConfig
+from flink_job.index_lifecycle import FAMILIES
 from flink_job.logs import log_event, use_flink_log
 from flink_job.signals import Signal
 from flink_job.schema import BAR_FIELDS, DLQ_FIELDS, INDICATOR_FIELDS, SIGNAL_FIELDS, names, row_type
 from flink_job.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
+from flink_job.write_blocks import report_write_blocks
 
 SIGNALS_TAG = OutputTag("signals", row_type(SIGNAL_FIELDS))
 DLQ_TAG = OutputTag("dlq", row_type(DLQ_FIELDS))
@@ -42,9 +45,11 @@ class AnalyzeBars(KeyedProcessFunction):
     ``summary_interval_ms`` a ``summary`` (and ``state_restored`` after a restore).
     """
 
-    def __init__(self, settings: AnalyticsSettings, summary_interval_ms: int = DEFAULT_SUMMARY_INTERVAL_MS):
+    def __init__(self, settings: AnalyticsSettings, summary_interval_ms: int = DEFAULT_SUMMARY_INTERVAL_MS,
+                 opensearch: OpenSearchConfig | None = None):
         self.settings = settings
         self.summary_interval_ms = summary_interval_ms
+        self.opensearch = opensearch  # asked for write blocks when the job restarts (``write_blocks``)
 
     def open(self, runtime_context: RuntimeContext):
         # The state is SymbolTracker.to_state() as packed float64 bytes: a fixed, documented layout,
@@ -61,6 +66,10 @@ class AnalyzeBars(KeyedProcessFunction):
         self.counters = {name: group.counter(name) for name in COUNTERS}
         self.activity = Activity(int(time.time() * 1000), self.summary_interval_ms)
         use_flink_log()
+        attempt = runtime_context.get_attempt_number()
+        if self.opensearch is not None and attempt > 0 and runtime_context.get_index_of_this_subtask() == 0:
+            # One line per restart of the job, not one per subtask.
+            report_write_blocks(self.opensearch, [f.name for f in FAMILIES], attempt)
 
     def close(self):
         self._log_activity(int(time.time() * 1000))

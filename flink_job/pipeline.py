@@ -15,6 +15,7 @@ from pyflink.table import StreamTableEnvironment, Table
 
 from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS
 from flink_job.analyzer import AnalyticsSettings
+from flink_job.config import OpenSearchConfig
 from flink_job.operators import DLQ_TAG, SIGNALS_TAG, AnalyzeBars
 from flink_job.schema import ENRICHED_FIELDS, OPERATOR_FIELDS, ZIP_SIGNALS_FUNCTION, ZIP_SIGNALS_SQL, names, row_type
 
@@ -32,11 +33,12 @@ class Analysis:
 
 def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSettings,
             summary_interval_ms: int = DEFAULT_SUMMARY_INTERVAL_MS, operator: AnalyzeBars | None = None,
-            source_threads: bool = False) -> Analysis:
+            source_threads: bool = False, opensearch: OpenSearchConfig | None = None) -> Analysis:
     """``records`` has columns (symbol, raw, record_id) in per-symbol processing order;
     ``source_threads`` says that their source emits from threads of its own (see below);
     ``summary_interval_ms`` paces the operator's summary log lines. ``operator`` replaces the
-    default ``AnalyzeBars(settings, summary_interval_ms)``, e.g. with an instrumented subclass."""
+    default ``AnalyzeBars(settings, summary_interval_ms, opensearch)``, e.g. with an instrumented
+    subclass; ``opensearch``: where the job writes, asked for write blocks when the job restarts."""
     stream = t_env.to_data_stream(records)
     if source_threads:
         # The legacy Kinesis source emits from threads of its own, and everything chained to it runs
@@ -50,7 +52,8 @@ def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSe
     enriched = (
         stream
         .key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(operator or AnalyzeBars(settings, summary_interval_ms), output_type=row_type(OPERATOR_FIELDS))
+        .process(operator or AnalyzeBars(settings, summary_interval_ms, opensearch),
+                 output_type=row_type(OPERATOR_FIELDS))
         .name("analyze-bars")
         .uid("analyze-bars")
     )
