@@ -74,17 +74,29 @@ def test_a_write_blocked_index_loses_nothing_and_costs_exactly_one_restart(tmp_p
         harness.stop()
 
 
-def store_bytes(base: str, indices: list[str]) -> dict[str, int]:
+def store_bytes(base: str, indices: list[str], timeout_s: float = 180) -> dict[str, int]:
     """Bytes of each index's segments once merged into one, as the data settles on disk (the store
-    size, and the segment list until the next refresh, also count the segments a merge replaced)."""
+    size, and the segment list until the next refresh, also count the segments a merge replaced).
+
+    Settled also means without the old versions of updated documents: a rollup is upserted with
+    every bar, and OpenSearch keeps replaced versions as soft deletes for its retention lease (12 h
+    by default) before a merge may drop them. The lease is shortened here so that they go now."""
     joined = ",".join(indices)
-    requests.post(f"{base}/{joined}/_forcemerge", params={"max_num_segments": 1}, timeout=300).raise_for_status()
-    requests.post(f"{base}/{joined}/_refresh", timeout=30).raise_for_status()
-    rows = requests.get(f"{base}/_cat/segments/{joined}", params={"format": "json", "bytes": "b"}, timeout=30).json()
+    requests.put(f"{base}/{joined}/_settings", json={"index.soft_deletes.retention_lease.period": "1s"},
+                 timeout=30).raise_for_status()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        requests.post(f"{base}/{joined}/_forcemerge", params={"max_num_segments": 1}, timeout=300).raise_for_status()
+        requests.post(f"{base}/{joined}/_refresh", timeout=30).raise_for_status()
+        rows = [r for r in requests.get(f"{base}/_cat/segments/{joined}", params={"format": "json", "bytes": "b"},
+                                        timeout=30).json() if r["searchable"] == "true"]
+        if all(r["docs.deleted"] == "0" for r in rows):
+            break
+        assert time.monotonic() < deadline, f"replaced document versions still on disk after {timeout_s:.0f}s: {rows}"
+        time.sleep(5)
     sizes = dict.fromkeys(indices, 0)
     for row in rows:
-        if row["searchable"] == "true":
-            sizes[row["index"]] += int(row["size"])
+        sizes[row["index"]] += int(row["size"])
     return sizes
 
 
