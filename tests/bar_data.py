@@ -126,6 +126,13 @@ def interleave(bars: dict[str, list[dict]]) -> list[dict]:
     return [b for group in zip(*bars.values()) for b in group]
 
 
+def same(got, want) -> bool:
+    """A field of an output equal to the model's: floats to 1e-12, everything else exactly."""
+    if isinstance(want, float) and isinstance(got, float):
+        return math.isclose(got, want, rel_tol=1e-12)
+    return got == want
+
+
 def rollup_reference(bars: list[dict], minutes: int) -> dict[str, dict]:
     """The final candle of each ``minutes`` window of one symbol's bar records (in time order, as
     finally revised), by window start: the fields of a ``stock-bars-*`` document."""
@@ -155,9 +162,7 @@ def rollup_differences(docs: list[dict], bars: dict[str, list[dict]], minutes: i
     problems = [f"missing {key}" for key in sorted(want.keys() - got.keys())]
     problems += [f"extra {key}" for key in sorted(got.keys() - want.keys())]
     for key in sorted(want.keys() & got.keys()):
-        diff = {k: (got[key].get(k), v) for k, v in want[key].items()
-                if not (got[key].get(k) == v or (isinstance(v, float) and isinstance(got[key].get(k), float)
-                                                 and math.isclose(got[key][k], v, rel_tol=1e-12)))}
+        diff = {k: (got[key].get(k), v) for k, v in want[key].items() if not same(got[key].get(k), v)}
         if diff:
             problems.append(f"{key}: {diff}")
     return problems

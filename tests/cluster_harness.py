@@ -10,7 +10,6 @@ does on each update or restore.
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from flink_job.bars import parse_bar
 from flink_job.symbol_state import SymbolTracker
 from infra import package
 from stack.cluster import RUN_OPTIONS_GROUP, FlinkCluster
+from tests.bar_data import same
 from tests.cfn_template import load_template, property_groups
 from tests.pipeline_harness import JobHarness, wait_for
 
@@ -121,12 +121,6 @@ def model_records(bars: Iterable[dict], settings: AnalyticsSettings | None = Non
             record = enriched.to_record()
             out[bar["ts"]] = {k: record[k] for k in COMPARED}
     return out
-
-
-def same(got, want) -> bool:
-    if isinstance(want, float) and isinstance(got, float):
-        return math.isclose(got, want, rel_tol=1e-12)
-    return got == want
 
 
 def assert_records_equal(records: Iterable[dict], expected: dict[str, dict[str, dict]], what: str) -> None:
