@@ -39,7 +39,7 @@ class IncompatibleState(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as bars.Bar: built per bar, never changed once built
 class Enriched:
     """A bar with its indicators (None while warming up or not applicable) and signals."""
 

@@ -101,18 +101,18 @@ def decode(value: float) -> float | None:
 
 
 def dump_window(out: list[float], window: deque) -> None:
+    """Append ``window`` length-prefixed; its values are floats already (see ``VolumeZScore``)."""
     out.append(float(len(window)))
-    out.extend(map(float, window))
+    out += window
 
 
-def load_window(it: Iterator[float], window: deque, cast: type | None = None) -> None:
+def load_window(it: Iterator[float], window: deque) -> None:
     """Refill ``window`` from a length-prefixed run of floats."""
     count = int(next(it))
     if not 0 <= count <= (window.maxlen or 0):
         raise ValueError(f"window of {count} values does not fit maxlen {window.maxlen}")
     window.clear()
-    values = islice(it, count)
-    window.extend(values if cast is None else map(cast, values))
+    window.extend(islice(it, count))
     if len(window) != count:
         raise ValueError("snapshot is truncated")
 
@@ -440,12 +440,13 @@ class VolumeZScore:
     """z-score of each bar's volume against the ``window`` volumes before it (population std).
 
     Volumes are integers, so the window sums are kept exactly and updated in O(1) without drift.
+    The window holds them as floats (exact below 2**53), ready for a snapshot.
     """
 
     __slots__ = ("_window", "_size", "_sum", "_sumsq")
 
     def __init__(self, window: int) -> None:
-        self._window: deque[int] = deque(maxlen=window)
+        self._window: deque[float] = deque(maxlen=window)
         self._size = window
         self._sum = 0
         self._sumsq = 0
@@ -458,21 +459,22 @@ class VolumeZScore:
             spread = n * self._sumsq - total * total  # n^2 * variance, exact
             if spread > 0:
                 z = (n * volume - total) / math.sqrt(spread)
-            oldest = window[0]
+            oldest = int(window[0])
             self._sum = total - oldest
             self._sumsq -= oldest * oldest
-        window.append(volume)
+        window.append(float(volume))
         self._sum += volume
         self._sumsq += volume * volume
         return z
 
     def dump(self, out: list[float]) -> None:
-        dump_window(out, self._window)  # volumes below 2**53 are exact as floats
+        dump_window(out, self._window)
 
     def load(self, it: Iterator[float]) -> None:
-        load_window(it, self._window, int)
-        self._sum = sum(self._window)
-        self._sumsq = sum(v * v for v in self._window)
+        load_window(it, self._window)
+        volumes = [int(v) for v in self._window]
+        self._sum = sum(volumes)
+        self._sumsq = sum(v * v for v in volumes)
 
 
 TREND_CODES = {"down": -1.0, "flat": 0.0, "up": 1.0}
