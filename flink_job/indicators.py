@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
@@ -142,6 +142,21 @@ def new_york_session(ts_ms: int) -> tuple[int, bool]:
 # --- moving averages and oscillators (TA-Lib equivalents) ------------------------------------
 
 
+# A history of the latest closes (a deque) can be shared by the indicators that look back over a
+# window of closes: a bar appends its close once, and a snapshot holds each close once. Its owner
+# appends each value before updating the indicators that read it; an indicator built without one
+# keeps and appends to its own.
+
+
+def history_of(period: int, closes: deque | None) -> tuple[deque, bool]:
+    """(the closes an indicator over ``period`` values reads, whether it owns them)."""
+    if closes is None:
+        return deque(maxlen=period), True
+    if (closes.maxlen or 0) < period:
+        raise ValueError(f"a history of {closes.maxlen} closes is shorter than the period {period}")
+    return closes, False
+
+
 class SMA:
     """``talib.SMA``: TA-Lib's running window sum, replayed operation for operation.
 
@@ -149,34 +164,36 @@ class SMA:
     residue that running sum carries is part of TA-Lib's answer. Replaying it keeps results
     bit-identical on any series, whereas an exactly recomputed window sum drifts *away* from TA-Lib
     once prices fall by orders of magnitude (~6e-5 relative on a 1e6 -> 1e-4 series).
+    ``closes``: a shared history of closes (see ``history_of``).
     """
 
-    __slots__ = ("period", "_fill", "_window", "_total")
+    __slots__ = ("period", "_closes", "_own", "_total")
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: int, closes: deque | None = None) -> None:
         self.period = period
-        self._fill = period - 1
-        self._window: deque[float] = deque(maxlen=period - 1)  # the values inside _total
-        self._total = 0.0
+        self._closes, self._own = history_of(period, closes)
+        self._total = 0.0  # the running sum of the last period - 1 values before this one
 
     def update(self, value: float) -> float | None:
-        window = self._window
+        closes = self._closes
+        if self._own:
+            closes.append(value)
         total = self._total + value
-        if len(window) < self._fill:
+        if len(closes) < self.period:
             self._total = total
-            window.append(value)
             return None
-        self._total = total - window[0]
-        window.append(value)
+        self._total = total - closes[-self.period]
         return total / self.period
 
     def dump(self, out: list[float]) -> None:
         out.append(self._total)
-        dump_window(out, self._window)
+        if self._own:
+            dump_window(out, self._closes)
 
     def load(self, it: Iterator[float]) -> None:
         self._total = next(it)
-        load_window(it, self._window)
+        if self._own:
+            load_window(it, self._closes)
 
 
 class EMA:
@@ -304,16 +321,21 @@ class RSI:
         self._loss = next(it)
 
 
-def shifted_moments(values: Sequence[float], ref: float) -> tuple[float, float]:
+def shifted_moments(values: Iterable[float], ref: float) -> tuple[float, float]:
     """(mean of values - ref, population variance), two-pass on values shifted by ``ref``.
 
     With ``ref`` taken from the window, an all-equal window yields exactly 0 variance (a plain
     mean of equal floats is often off by an ULP), and no E[x^2]-E[x]^2 cancellation can occur.
     """
-    n = len(values)
     offsets = [v - ref for v in values]
+    n = len(offsets)
     mean = sum(offsets) / n
     return mean, sum([(d - mean) * (d - mean) for d in offsets]) / n
+
+
+def latest(closes: deque, count: int) -> islice:
+    """The last ``count`` values of ``closes``, oldest first."""
+    return islice(closes, len(closes) - count, None)
 
 
 class BollingerBands:
@@ -321,32 +343,36 @@ class BollingerBands:
 
     TA-Lib's deviation does not inherit its SMA's running-sum residue (it stays accurate where
     that drifts), so it is recomputed from the window each bar rather than replayed.
+    ``closes``: a shared history of closes (see ``history_of``).
     """
 
-    __slots__ = ("_sma", "_window", "_dev")
+    __slots__ = ("_sma", "_closes", "_own", "_period", "_dev")
 
-    def __init__(self, period: int, dev: float) -> None:
-        self._sma = SMA(period)
-        self._window: deque[float] = deque(maxlen=period)
+    def __init__(self, period: int, dev: float, closes: deque | None = None) -> None:
+        self._closes, self._own = history_of(period, closes)
+        self._sma = SMA(period, self._closes)
+        self._period = period
         self._dev = float(dev)
 
     def update(self, value: float) -> tuple[float, float, float] | tuple[None, None, None]:
         """(upper, middle, lower), all None while warming up."""
-        window = self._window
-        window.append(value)
+        if self._own:
+            self._closes.append(value)
         middle = self._sma.update(value)
         if middle is None:
             return NONE3
-        width = math.sqrt(shifted_moments(window, value)[1]) * self._dev
+        width = math.sqrt(shifted_moments(latest(self._closes, self._period), value)[1]) * self._dev
         return middle + width, middle, middle - width
 
     def dump(self, out: list[float]) -> None:
         self._sma.dump(out)
-        dump_window(out, self._window)
+        if self._own:
+            dump_window(out, self._closes)
 
     def load(self, it: Iterator[float]) -> None:
         self._sma.load(it)
-        load_window(it, self._window)
+        if self._own:
+            load_window(it, self._closes)
 
 
 # --- session, return and distribution indicators ---------------------------------------------
@@ -486,12 +512,13 @@ class Trend:
 
     "flat" when |slope/mean| <= flat_band, else "up"/"down". The slope pairs symmetric points,
     sum((n-1-2i)/2 * (y[n-1-i] - y[i])) / Sxx, so a flat window gives exactly 0 with no mean needed.
+    ``closes``: a shared history of closes (see ``history_of``).
     """
 
-    __slots__ = ("_window", "_size", "_weights", "_sxx", "_band")
+    __slots__ = ("_closes", "_own", "_size", "_weights", "_sxx", "_band")
 
-    def __init__(self, window: int, flat_band: float) -> None:
-        self._window: deque[float] = deque(maxlen=window)
+    def __init__(self, window: int, flat_band: float, closes: deque | None = None) -> None:
+        self._closes, self._own = history_of(window, closes)
         self._size = window
         self._weights = tuple((window - 1 - 2 * i) / 2 for i in range(window // 2))
         self._sxx = window * (window * window - 1) / 12
@@ -499,12 +526,15 @@ class Trend:
 
     def update(self, value: float) -> tuple[str, float] | tuple[None, None]:
         """(trend, slope / mean), both None until the window is full."""
-        window = self._window
-        window.append(value)
-        if len(window) < self._size:
+        closes = self._closes
+        if self._own:
+            closes.append(value)
+        size = self._size
+        if len(closes) < size:
             return None, None
-        slope = sum(map(mul, self._weights, map(sub, reversed(window), window))) / self._sxx
-        relative = slope / (sum(window) / self._size)
+        pairs = map(sub, reversed(closes), latest(closes, size))  # newest - oldest, inwards
+        slope = sum(map(mul, self._weights, pairs)) / self._sxx
+        relative = slope / (sum(latest(closes, size)) / size)
         if relative > self._band:
             return "up", relative
         if relative < -self._band:
@@ -512,7 +542,9 @@ class Trend:
         return "flat", relative
 
     def dump(self, out: list[float]) -> None:
-        dump_window(out, self._window)
+        if self._own:
+            dump_window(out, self._closes)
 
     def load(self, it: Iterator[float]) -> None:
-        load_window(it, self._window)
+        if self._own:
+            load_window(it, self._closes)
