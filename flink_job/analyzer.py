@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from itertools import islice
 
 from flink_job.bars import Bar
 from flink_job.indicators import (
@@ -173,7 +174,7 @@ class Analyzer:
         it = iter(snapshot)
         try:
             version = next(it)
-            if version != SNAPSHOT_VERSION:
+            if version not in (1.0, SNAPSHOT_VERSION):
                 raise IncompatibleState("layout_version",
                                         f"analysis snapshot version {version!r}, expected {SNAPSHOT_VERSION!r}")
             periods = [next(it) for _ in PERIOD_FIELDS]
@@ -181,6 +182,8 @@ class Analyzer:
                 changed = {name: f"{int(old)} -> {int(new)}" for name, old, new
                            in zip(PERIOD_FIELDS, periods, settings.state_key()) if old != new}
                 raise IncompatibleState("periods_changed", f"periods changed: {changed}")
+            if version == 1.0:
+                it = iter(_version_1_body(it))
             load_window(it, analyzer._closes)
             for part in analyzer._parts:
                 part.load(it)
@@ -196,3 +199,30 @@ class Analyzer:
         if next(it, None) is not None:
             raise IncompatibleState("malformed", "snapshot has trailing values")
         return analyzer
+
+
+def _version_1_body(it: Iterator[float]) -> list[float]:
+    """The rest of a version 1 snapshot, which kept one window of closes per indicator, in the
+    current layout: its longest close window becomes the history (the others are its suffixes, and
+    it holds every close an indicator reads), so a state saved before the change continues exactly.
+    """
+    def window() -> list[float]:
+        count = int(next(it))
+        values = list(islice(it, count))
+        if len(values) != count:
+            raise ValueError("snapshot is truncated")
+        return values
+
+    previous_close, returns, volumes = next(it), window(), window()
+    sma_totals, closes = [], []
+    for _ in range(3):  # short, mid and long SMA: running total, window
+        sma_totals.append(next(it))
+        closes.append(window())
+    averages = [next(it) for _ in range(3 + 3 + 9 + 4)]  # fast and slow EMA, MACD, RSI
+    bands_total = next(it)
+    closes += (window(), window())  # the bands' SMA window, the bands' window
+    vwap = [next(it) for _ in range(3)]
+    closes.append(window())  # the trend's
+    history = max(closes, key=len)
+    return [float(len(history)), *history, previous_close, float(len(returns)), *returns,
+            float(len(volumes)), *volumes, *sma_totals, *averages, bands_total, *vwap, *it]
