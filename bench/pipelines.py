@@ -167,7 +167,8 @@ def sample_enriched_row() -> Row:
     values = {name: 1.0 for name, sql_type in ENRICHED_FIELDS if sql_type == "DOUBLE"}
     values.update(symbol="BN0000", ts="2024-03-04T14:30:00Z", volume=1000, interval="1min",
                   source="alphavantage", session="regular", trend="up")
-    return enriched_row(values, [Signal("volume_spike", "up", 3.5, "volume z-score 3.50")], 1709562600000, 0)
+    window = [1709562600000.0, 1.0, 1.0, 1.0, 1.0, 100.0, 3.0, 300.0, 3.0]
+    return enriched_row(values, [Signal("volume_spike", "up", 3.5, "volume z-score 3.50")], [window, window])
 
 
 VARIANTS = {

@@ -33,8 +33,8 @@ from flink_job import tables
 from flink_job.config import ConfigError, JobConfig, describe, load_config, managed_properties_path
 from flink_job.logs import log_event
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
-from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, SIGNAL_FIELDS, names
-from flink_job.rollups import ROLLUP_FIELDS, ROLLUP_WINDOWS, rollup_query
+from flink_job.rollups import ROLLUP_WINDOWS, rollup_query
+from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS, names
 
 JAR_NAME = "pyflink-dependencies.jar"
 PUBLISHED_FIELDS = [f for f in ENRICHED_FIELDS if f not in INTERNAL_FIELDS]
@@ -71,10 +71,8 @@ def create_environment(local: bool, parallelism: int | None = None, checkpoint_d
     if not keep_restarting:
         # A bounded run (a backtest) fails fast instead of retrying, locally and on a cluster alike.
         conf.set_string("restart-strategy.type", "none")
-    # Rollup windows align to UTC, and their bounds are written as UTC.
+    # Rollup window bounds are written as UTC.
     conf.set_string("table.local-time-zone", "UTC")
-    # A subtask that sees no symbols must not hold back the rollup windows of the others.
-    conf.set_string("table.exec.source.idle-timeout", "5s")
     if local:
         conf.set_string("pipeline.jars", find_connector_jar().as_uri())
         conf.set_string("python.executable", sys.executable)
@@ -147,7 +145,7 @@ def insert_all(t_env: StreamTableEnvironment, analysis: Analysis) -> StatementSe
     statements.add_insert_sql("INSERT INTO signals_index SELECT * FROM signals")
     statements.add_insert_sql("INSERT INTO dlq_index SELECT * FROM dead_letters")
     for name, minutes in ROLLUP_WINDOWS.items():
-        statements.add_insert_sql(f"INSERT INTO bars_{name}_index {rollup_query('enriched', minutes)}")
+        statements.add_insert_sql(f"INSERT INTO bars_{name}_index {rollup_query('enriched', f'rollup_{name}', minutes)}")
     return statements
 
 

@@ -120,11 +120,12 @@ class AnalyzeBars(KeyedProcessFunction):
         record = enriched.to_record()
         for s in enriched.signals:
             yield SIGNALS_TAG, Row(bar.symbol, bar.ts, s.type, s.direction, s.value, s.detail)
-        yield enriched_row(record, enriched.signals, bar.ts_ms, tracker.revision)
+        yield enriched_row(record, enriched.signals, tracker.rollups())
 
 
-def enriched_row(record: dict, signals: Sequence[Signal], ts_ms: int, version: int) -> Row:
-    """A row of ``OPERATOR_FIELDS``: the record's fields, its signals as four parallel arrays."""
+def enriched_row(record: dict, signals: Sequence[Signal], rollups: Sequence[list[float] | None]) -> Row:
+    """A row of ``OPERATOR_FIELDS``: the record's fields, its signals as four parallel arrays, and
+    the symbol's open rollup windows."""
     return Row(*(record.get(name) for name in _RECORD_FIELDS), [s.type for s in signals],
                [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals],
-               ts_ms, version)
+               *rollups)

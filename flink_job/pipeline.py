@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pyflink.common import Types
 from pyflink.java_gateway import get_gateway
-from pyflink.table import Schema, StreamTableEnvironment, Table
+from pyflink.table import StreamTableEnvironment, Table
 
 from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS
 from flink_job.analyzer import AnalyticsSettings
@@ -54,20 +54,12 @@ def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSe
         .name("analyze-bars")
         .uid("analyze-bars")
     )
-    event_time = (
-        Schema.new_builder()
-        # A revision's version count is added in milliseconds (capped within the bar's minute), so
-        # each version of a bar has its own, later event time: rollups keep the latest.
-        .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(ts_ms + LEAST(version, 59999), 3)")
-        .watermark("rowtime", "rowtime - INTERVAL '1' MINUTE")
-        .build()
-    )
     # The operator's signal arrays become the `signals` rows (see schema.OPERATOR_FIELDS).
     t_env.create_java_temporary_system_function(*ZIP_SIGNALS_FUNCTION)
     columns = ", ".join(f"{ZIP_SIGNALS_SQL} AS `signals`" if name == "signals" else f"`{name}`"
                         for name in names(ENRICHED_FIELDS))
     return Analysis(
-        enriched=t_env.sql_query(f"SELECT {columns}, rowtime FROM {t_env.from_data_stream(enriched, event_time)}"),
+        enriched=t_env.sql_query(f"SELECT {columns} FROM {t_env.from_data_stream(enriched)}"),
         signals=t_env.from_data_stream(enriched.get_side_output(SIGNALS_TAG)),
         dead_letters=t_env.from_data_stream(enriched.get_side_output(DLQ_TAG)),
     )

@@ -1,47 +1,86 @@
-"""Event-time OHLCV rollups per symbol, in SQL: tumbling windows aligned to UTC.
+"""Per-symbol OHLCV rollups (5 and 15 minutes, aligned to UTC), kept by each symbol's tracker.
 
-A revised bar reaches the enriched stream once per version, each a millisecond later in event time
-(see ``pipeline``); window deduplication keeps the latest version of each bar, so a window counts
-every bar once, as finally revised.
+Why not SQL windows: an event-time window closes on its subtask's watermark, which every symbol of
+the subtask shares, so a symbol that lags the others (a one-symbol backfill while the rest stream
+live) got no rollups at all. Flink SQL has no per-key event time. Here a symbol's windows move with
+its own bars only: a window is whatever its bars made it, whatever the other symbols do.
+
+The open window is emitted with every accepted bar and upserted by (symbol, window_start), so a
+dashboard sees the current candle grow and the last version of each window is its final candle.
+The tracker keeps, per window length, the aggregate of the open window's bars *before* the latest
+bar; the latest bar is added when emitting. A revision replaces only the latest bar, so it counts
+once, as revised. A bar older than the latest never reaches a window (it is late).
+
+A window is a flat list of floats (``WINDOW_LEN``), so it fits the tracker's float state as is.
 """
 
 from __future__ import annotations
 
-from flink_job.schema import DOUBLE, LONG, STRING
-
 ROLLUP_WINDOWS = {"5m": 5, "15m": 15}
-ROLLUP_FIELDS = [
-    ("symbol", STRING), ("window_start", STRING), ("window_end", STRING), ("open", DOUBLE),
-    ("high", DOUBLE), ("low", DOUBLE), ("close", DOUBLE), ("volume", LONG), ("avg_close", DOUBLE),
-    ("vwap", DOUBLE), ("bar_count", LONG),
-]
-_ISO = "'yyyy-MM-dd''T''HH:mm:ss''Z'''"
-_TS_LEN = len("2024-03-08T14:31:00Z")
+# A window: its start, its OHLCV, and the sums its average close and VWAP come from.
+START, OPEN, HIGH, LOW, CLOSE, VOLUME, SUM_CLOSE, SUM_TYPICAL_VOLUME, COUNT = range(9)
+WINDOW_LEN = 9
+# A window that was open before its symbol's state kept windows: its earlier bars are unknown, so it
+# is never emitted (a partial candle would overwrite the real one).
+INCOMPLETE = -1.0
+_MINUTE_MS = 60_000
 
 
-def rollup_query(view: str, minutes: int) -> str:
-    """SELECT producing ``ROLLUP_FIELDS`` from a view with ``rowtime`` and the bar columns."""
+def window_start(ts_ms: int, minutes: int) -> int:
+    return ts_ms - ts_ms % (minutes * _MINUTE_MS)
+
+
+def empty_window(ts_ms: int, minutes: int) -> list[float]:
+    return [float(window_start(ts_ms, minutes)), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def incomplete_window(ts_ms: int, minutes: int) -> list[float]:
+    window = empty_window(ts_ms, minutes)
+    window[COUNT] = INCOMPLETE
+    return window
+
+
+def add_bar(window: list[float], bar: tuple[float, ...]) -> list[float]:
+    """``window`` with ``bar`` (ts_ms, open, high, low, close, volume), a later bar of the same window,
+    added: a new list. An incomplete window stays incomplete."""
+    _, o, h, l, c, v = bar
+    count = window[COUNT]
+    if count == INCOMPLETE:
+        return window
+    if count == 0:
+        return [window[START], o, h, l, c, v, c, (h + l + c) / 3 * v, 1.0]
+    return [window[START], window[OPEN], max(window[HIGH], h), min(window[LOW], l), c, window[VOLUME] + v,
+            window[SUM_CLOSE] + c, window[SUM_TYPICAL_VOLUME] + (h + l + c) / 3 * v, count + 1]
+
+
+def advance(window: list[float], latest: tuple[float, ...], ts_ms: int, minutes: int) -> list[float]:
+    """The open window before a new bar at ``ts_ms``, given the one before the current ``latest`` bar:
+    the latest bar joins it if the new bar falls in the same window; otherwise a new window opens."""
+    if window_start(ts_ms, minutes) == window[START]:
+        return add_bar(window, latest)
+    return empty_window(ts_ms, minutes)
+
+
+def rollup_query(view: str, column: str, minutes: int) -> str:
+    """SELECT producing ``schema.ROLLUP_FIELDS`` from a view with ``symbol`` and the ``column`` that holds
+    a window with the latest bar added (NULL while the window is incomplete)."""
+    def at(index: int) -> str:
+        return f"`{column}`[{index + 1}]"  # SQL arrays count from 1
+
+    start = f"TO_TIMESTAMP_LTZ(CAST({at(START)} AS BIGINT), 3)"
+    iso = "'yyyy-MM-dd''T''HH:mm:ss''Z'''"
     return f"""
 SELECT
   symbol,
-  DATE_FORMAT(window_start, {_ISO}) AS window_start,
-  DATE_FORMAT(window_end, {_ISO}) AS window_end,
-  -- Deduplicated rows reach the aggregate in no particular order and Flink SQL has no ARG_MIN, so
-  -- the earliest bar's open (latest bar's close) is taken as MIN (MAX) of "ts + value" strings: the
-  -- contract's ts is fixed-width and sorts by time, and a double's string form parses back exactly.
-  CAST(SUBSTRING(MIN(CONCAT(ts, CAST(`open` AS STRING))) FROM {_TS_LEN + 1}) AS DOUBLE) AS `open`,
-  MAX(high) AS high,
-  MIN(low) AS low,
-  CAST(SUBSTRING(MAX(CONCAT(ts, CAST(`close` AS STRING))) FROM {_TS_LEN + 1}) AS DOUBLE) AS `close`,
-  SUM(volume) AS volume,
-  AVG(`close`) AS avg_close,
-  SUM((high + low + `close`) / 3 * volume) / NULLIF(CAST(SUM(volume) AS DOUBLE), 0) AS vwap,
-  COUNT(*) AS bar_count
-FROM (
-  SELECT * FROM (
-    SELECT symbol, ts, `open`, high, low, `close`, volume, window_start, window_end, rowtime,
-      ROW_NUMBER() OVER (PARTITION BY window_start, window_end, symbol, ts ORDER BY rowtime DESC) AS latest
-    FROM TABLE(TUMBLE(TABLE {view}, DESCRIPTOR(rowtime), INTERVAL '{minutes}' MINUTES))
-  ) WHERE latest = 1
-)
-GROUP BY symbol, window_start, window_end"""
+  DATE_FORMAT({start}, {iso}) AS window_start,
+  DATE_FORMAT({start} + INTERVAL '{minutes}' MINUTE, {iso}) AS window_end,
+  {at(OPEN)} AS `open`,
+  {at(HIGH)} AS high,
+  {at(LOW)} AS low,
+  {at(CLOSE)} AS `close`,
+  CAST({at(VOLUME)} AS BIGINT) AS volume,
+  {at(SUM_CLOSE)} / {at(COUNT)} AS avg_close,
+  {at(SUM_TYPICAL_VOLUME)} / NULLIF({at(VOLUME)}, 0) AS vwap,
+  CAST({at(COUNT)} AS BIGINT) AS bar_count
+FROM {view}
+WHERE `{column}` IS NOT NULL"""

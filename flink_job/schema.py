@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pyflink.common import Types
 
+from flink_job.rollups import ROLLUP_WINDOWS
+
 STRING, DOUBLE, LONG = "STRING", "DOUBLE", "BIGINT"
 
 BAR_FIELDS = [
@@ -21,9 +23,9 @@ INDICATOR_FIELDS = [
 SIGNAL_ITEM_FIELDS = [("type", STRING), ("direction", STRING), ("value", DOUBLE), ("detail", STRING)]
 SIGNALS_SQL_TYPE = "ARRAY<ROW<" + ", ".join(f"`{n}` {t}" for n, t in SIGNAL_ITEM_FIELDS) + ">>"
 
-# Internal, not published: ts_ms carries event time to the rollups, and version (the bar's revision
-# count) orders a revised bar's versions there, so the rollups keep the last one.
-INTERNAL_FIELDS = [("ts_ms", LONG), ("version", LONG)]
+# Internal, not published: the symbol's open rollup windows with this bar, one float array per
+# window length (``rollups``), NULL while incomplete; ``rollups.rollup_query`` makes their documents.
+INTERNAL_FIELDS = [(f"rollup_{name}", "ARRAY<DOUBLE>") for name in ROLLUP_WINDOWS]
 ENRICHED_FIELDS = BAR_FIELDS + INDICATOR_FIELDS + [("signals", SIGNALS_SQL_TYPE)] + INTERNAL_FIELDS
 # What the analysis operator emits: the enriched fields with the signals as four parallel arrays. In
 # thread mode PyFlink converts every ROW inside an ARRAY into one reused Row object (every element
@@ -33,6 +35,11 @@ OPERATOR_FIELDS = BAR_FIELDS + INDICATOR_FIELDS + SIGNAL_ARRAY_FIELDS + INTERNAL
 ZIP_SIGNALS_FUNCTION = ("zip_signals", "stockanalytics.flink.ZipSignals")  # flink_job/src/main/java
 ZIP_SIGNALS_SQL = f"{ZIP_SIGNALS_FUNCTION[0]}({', '.join(n for n, _ in SIGNAL_ARRAY_FIELDS)})"
 SIGNAL_FIELDS = [("symbol", STRING), ("ts", STRING)] + SIGNAL_ITEM_FIELDS
+ROLLUP_FIELDS = [
+    ("symbol", STRING), ("window_start", STRING), ("window_end", STRING), ("open", DOUBLE),
+    ("high", DOUBLE), ("low", DOUBLE), ("close", DOUBLE), ("volume", LONG), ("avg_close", DOUBLE),
+    ("vwap", DOUBLE), ("bar_count", LONG),
+]
 DLQ_FIELDS = [("record_id", STRING), ("raw", STRING), ("reason", STRING), ("detail", STRING),
               ("received_at", STRING)]
 

@@ -6,6 +6,9 @@
   state before the latest bar, and the result replaces the previous one (same document ids).
 - A bar older than the latest is late: it is not applied.
 
+The tracker also keeps the symbol's open 5- and 15-minute rollup windows (``rollups``), so they
+follow the same rules and depend on no other symbol.
+
 The whole state is one flat list of floats (``to_state``/``from_state``), led by its layout version.
 The operator stores it as the packed float64 bytes of that list in a ``PICKLED_BYTE_ARRAY`` ValueState
 (a fixed, documented layout, not a pickled object graph); it checkpoints, savepoints and rescales like
@@ -22,11 +25,17 @@ from enum import Enum
 
 from flink_job.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
 from flink_job.bars import Bar
+from flink_job.rollups import COUNT, INCOMPLETE, ROLLUP_WINDOWS, WINDOW_LEN, add_bar, advance, empty_window, \
+    incomplete_window
 
-# Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version.
-STATE_LAYOUT_VERSION = 2
+# Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version;
+# 3 adds the rollup windows. A version 2 state is still read: its open windows become incomplete.
+STATE_LAYOUT_VERSION = 3
 _LATEST_LEN = 6  # ts_ms, open, high, low, close, volume
-_HEADER_LEN = 1 + _LATEST_LEN + 2  # version, latest bar, revision, length of "before"
+_V2_HEADER_LEN = 1 + _LATEST_LEN + 2  # version, latest bar, revision, length of "before"
+_WINDOWS_LEN = WINDOW_LEN * len(ROLLUP_WINDOWS)
+_HEADER_LEN = _V2_HEADER_LEN + _WINDOWS_LEN  # ... then the open windows (before the latest bar)
+_MINUTES = tuple(ROLLUP_WINDOWS.values())
 
 
 class Outcome(Enum):
@@ -39,14 +48,16 @@ class Outcome(Enum):
 class SymbolTracker:
     """The latest bar of one symbol plus the analysis before and after it."""
 
-    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "_after")
+    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows", "_after")
 
     def __init__(self, settings: AnalyticsSettings):
         self.settings = settings
         self.latest: tuple[float, ...] | None = None
         self.before: list[float] | None = None  # analyzer snapshot before the latest bar
         self.analyzer = Analyzer(settings)
-        self.revision = 0  # how often the latest bar was revised: orders its versions downstream
+        self.revision = 0  # how often the latest bar was revised
+        # Per rollup length: the latest bar's window without the latest bar (see ``rollups``).
+        self.windows: list[list[float]] = []
         # The snapshot to_state took after the latest bar; the next bar's "before" is the same
         # values, so the hot path takes one snapshot per bar, not two. None once the analyzer moves.
         self._after: list[float] | None = None
@@ -57,6 +68,11 @@ class SymbolTracker:
         if latest is None or bar.ts_ms > latest[0]:
             outcome = Outcome.APPLIED
             self.revision = 0
+            ts_ms = bar.ts_ms
+            if latest is None:
+                self.windows = [empty_window(ts_ms, m) for m in _MINUTES]
+            else:
+                self.windows = [advance(w, latest, ts_ms, m) for w, m in zip(self.windows, _MINUTES)]
             self.before = self._after if self._after is not None else self.analyzer.snapshot()
         elif bar.ts_ms < latest[0]:
             return Outcome.LATE, None
@@ -70,30 +86,45 @@ class SymbolTracker:
         self._after = None
         return outcome, self.analyzer.update(bar)
 
+    def rollups(self) -> list[list[float] | None]:
+        """Per rollup length, the open window with the latest bar: a ``rollups`` window, or None
+        while it is incomplete."""
+        assert self.latest is not None
+        out = []
+        for window in self.windows:
+            out.append(None if window[COUNT] == INCOMPLETE else add_bar(window, self.latest))
+        return out
+
     def to_state(self) -> list[float]:
         assert self.latest is not None and self.before is not None
         self._after = self.analyzer.snapshot()
         return [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision), float(len(self.before)),
-                *self.before, *self._after]
+                *(x for w in self.windows for x in w), *self.before, *self._after]
 
     @classmethod
     def from_state(cls, settings: AnalyticsSettings, state: list[float]) -> "SymbolTracker":
         """The tracker ``to_state`` was taken from. Raises ``IncompatibleState`` if the state has
         another layout version, was taken under other periods, or is malformed."""
-        if not state or state[0] != STATE_LAYOUT_VERSION:
-            found = state[0] if state else None
-            raise IncompatibleState("layout_version", f"state layout {found!r}, expected {STATE_LAYOUT_VERSION}")
-        if len(state) < _HEADER_LEN:
+        version = state[0] if state else None
+        if version not in (2, STATE_LAYOUT_VERSION):
+            raise IncompatibleState("layout_version", f"state layout {version!r}, expected {STATE_LAYOUT_VERSION}")
+        header = _HEADER_LEN if version == STATE_LAYOUT_VERSION else _V2_HEADER_LEN
+        if len(state) < header:
             raise IncompatibleState("malformed", "state is truncated")
         tracker = cls(settings)
         latest = state[1:1 + _LATEST_LEN]
         try:
             tracker.latest = tuple(latest[:-1]) + (int(latest[-1]),)
             tracker.revision = int(state[1 + _LATEST_LEN])
-            split = _HEADER_LEN + int(state[_HEADER_LEN - 1])
+            split = header + int(state[_V2_HEADER_LEN - 1])
+            if version == STATE_LAYOUT_VERSION:
+                tracker.windows = [list(state[i:i + WINDOW_LEN])
+                                   for i in range(_V2_HEADER_LEN, _HEADER_LEN, WINDOW_LEN)]
+            else:
+                tracker.windows = [incomplete_window(int(latest[0]), m) for m in _MINUTES]
         except (ValueError, OverflowError):  # NaN or infinity where a count belongs
             raise IncompatibleState("malformed", "state header is not a bar and counts") from None
-        tracker.before = list(state[_HEADER_LEN:split])
+        tracker.before = list(state[header:split])
         tracker._after = list(state[split:])
         Analyzer.restore(settings, tracker.before)  # checked now: a revision must not fail later
         tracker.analyzer = Analyzer.restore(settings, tracker._after)

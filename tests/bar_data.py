@@ -124,3 +124,40 @@ def series(symbols: list[str], bars_each: int, seed: int = 0) -> dict[str, list[
 def interleave(bars: dict[str, list[dict]]) -> list[dict]:
     """The symbols' bars in stream order: one bar of each symbol, then the next."""
     return [b for group in zip(*bars.values()) for b in group]
+
+
+def rollup_reference(bars: list[dict], minutes: int) -> dict[str, dict]:
+    """The final candle of each ``minutes`` window of one symbol's bar records (in time order, as
+    finally revised), by window start: the fields of a ``stock-bars-*`` document."""
+    windows: dict[datetime, list[dict]] = {}
+    for bar in bars:
+        ts = datetime.fromisoformat(bar["ts"].replace("Z", "+00:00"))
+        windows.setdefault(ts.replace(minute=ts.minute - ts.minute % minutes, second=0), []).append(bar)
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    out = {}
+    for start, ws in windows.items():
+        volume = sum(b["volume"] for b in ws)
+        out[start.strftime(iso)] = {
+            "window_end": (start + timedelta(minutes=minutes)).strftime(iso),
+            "open": ws[0]["open"], "high": max(b["high"] for b in ws), "low": min(b["low"] for b in ws),
+            "close": ws[-1]["close"], "volume": volume, "bar_count": len(ws),
+            "avg_close": sum(b["close"] for b in ws) / len(ws),
+            "vwap": sum((b["high"] + b["low"] + b["close"]) / 3 * b["volume"] for b in ws) / volume if volume else None,
+        }
+    return out
+
+
+def rollup_differences(docs: list[dict], bars: dict[str, list[dict]], minutes: int) -> list[str]:
+    """How rollup documents differ from the reference of each symbol's bars: missing, extra or
+    unequal windows (floats to 1e-12); empty if they are equal."""
+    want = {(s, start): w for s, b in bars.items() for start, w in rollup_reference(b, minutes).items()}
+    got = {(d["symbol"], d["window_start"]): d for d in docs}
+    problems = [f"missing {key}" for key in sorted(want.keys() - got.keys())]
+    problems += [f"extra {key}" for key in sorted(got.keys() - want.keys())]
+    for key in sorted(want.keys() & got.keys()):
+        diff = {k: (got[key].get(k), v) for k, v in want[key].items()
+                if not (got[key].get(k) == v or (isinstance(v, float) and isinstance(got[key].get(k), float)
+                                                 and math.isclose(got[key][k], v, rel_tol=1e-12)))}
+        if diff:
+            problems.append(f"{key}: {diff}")
+    return problems

@@ -13,7 +13,6 @@ import json
 import math
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable
 
@@ -140,21 +139,3 @@ def assert_records_equal(records: Iterable[dict], expected: dict[str, dict[str, 
         seen.add((record["symbol"], record["ts"]))
     missing = {(s, ts) for s, by_ts in expected.items() for ts in by_ts} - seen
     assert not missing, f"{what}: {len(missing)} bars missing, e.g. {sorted(missing)[:3]}"
-
-
-def rollup_reference(bars: list[dict], minutes: int, watermark_ts: str | None = None) -> dict[str, dict]:
-    """OHLCV of each ``minutes`` window of one symbol's bars, by window start; with ``watermark_ts``
-    (the latest bar's ts of the subtask) only the windows that its watermark, one minute behind, closed."""
-    windows: dict[str, list[dict]] = {}
-    for bar in bars:
-        ts = datetime.fromisoformat(bar["ts"].replace("Z", "+00:00"))
-        start = ts.replace(minute=ts.minute - ts.minute % minutes, second=0)
-        windows.setdefault(start.strftime("%Y-%m-%dT%H:%M:%SZ"), []).append(bar)
-    if watermark_ts is not None:
-        watermark = datetime.fromisoformat(watermark_ts.replace("Z", "+00:00")) - timedelta(minutes=1)
-        windows = {start: ws for start, ws in windows.items()
-                   if datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(minutes=minutes) <= watermark}
-    return {start: {"open": ws[0]["open"], "high": max(b["high"] for b in ws), "low": min(b["low"] for b in ws),
-                    "close": ws[-1]["close"], "volume": sum(b["volume"] for b in ws), "bar_count": len(ws),
-                    "avg_close": sum(b["close"] for b in ws) / len(ws)}
-            for start, ws in windows.items()}

@@ -19,9 +19,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import requests
 
 from flink_job.config import load_config
+from flink_job.rollups import ROLLUP_WINDOWS
 from stack import resources
 from stack.properties import local_property_groups
 from stack.services import ROOT
+from tests.bar_data import rollup_differences
 from tests.flink_rest import FlinkRest, free_port
 
 
@@ -154,6 +156,22 @@ class JobHarness:
 
     def docs_for(self, index: str, symbols: Iterable[str]) -> list[dict]:
         return self.search(index, {"terms": {"symbol": list(symbols)}})
+
+
+def assert_rollups_equal(harness: JobHarness, bars: dict[str, list[dict]], timeout_s: float = 60,
+                         watch: JobHarness | None = None) -> None:
+    """Every 5- and 15-minute window of each symbol's bars (as finally revised) is in OpenSearch, equal
+    to the reference, and no other window is: waited for, since each window's last upsert may still
+    be on its way. ``watch``: a harness whose local job must keep running meanwhile."""
+    for name, minutes in ROLLUP_WINDOWS.items():
+        def problems() -> list[str]:
+            return rollup_differences(harness.docs_for(f"stock-bars-{name}", list(bars)), bars, minutes)
+
+        try:
+            wait_for(lambda: not problems(), timeout_s, f"{name} rollups equal to the reference", watch)
+        except AssertionError:
+            found = problems()
+            raise AssertionError(f"stock-bars-{name}: {len(found)} differences, e.g. {found[:3]}") from None
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, harness: JobHarness | None = None) -> None:

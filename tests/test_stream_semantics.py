@@ -9,9 +9,10 @@ import pytest
 
 from flink_job.activity import Activity
 from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar, parse_keyed
+from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, format_ts, parse_bar, parse_keyed
+from flink_job.rollups import ROLLUP_WINDOWS
 from flink_job.symbol_state import Outcome, SymbolTracker, restore_or_reset
-from tests.bar_data import generate_bars
+from tests.bar_data import generate_bars, rollup_differences
 
 NOW_MS = 1_710_000_000_000  # 2024-03-09T16:00:00Z
 GOOD = {"symbol": "IBM", "ts": "2024-03-08T14:31:00Z", "open": 10.0, "high": 11.0, "low": 9.0,
@@ -197,3 +198,75 @@ def test_activity_is_summarised_at_most_once_per_interval():
                                 "dead_letters_by_reason": {"late": 2, "not_json": 1}, "late_bars": 2,
                                 "duplicate_bars": 1, "revised_bars": 1, "state_resets": 1}
     assert not activity.due(184_999) and activity.due(185_000) and activity.take(185_000, 2) == []
+
+
+# --- rollups --------------------------------------------------------------------------------------
+def rollup_docs(tracker: SymbolTracker, bars, docs: dict | None = None) -> dict[str, dict]:
+    """Per window length, the last document each window got (as the job's SQL makes it from the
+    emitted window), offering ``bars`` in order."""
+    docs = docs if docs is not None else {name: {} for name in ROLLUP_WINDOWS}
+    for bar in bars:
+        if tracker.offer(bar)[1] is None:
+            continue
+        for (name, minutes), w in zip(ROLLUP_WINDOWS.items(), tracker.rollups()):
+            if w is not None:
+                docs[name][w[0]] = {
+                    "symbol": bar.symbol, "window_start": format_ts(int(w[0])),
+                    "window_end": format_ts(int(w[0]) + minutes * 60_000), "open": w[1], "high": w[2],
+                    "low": w[3], "close": w[4], "volume": int(w[5]), "avg_close": w[6] / w[8],
+                    "vwap": w[7] / w[5] if w[5] else None, "bar_count": int(w[8])}
+    return docs
+
+
+def assert_rollups(docs: dict[str, dict], final_bars) -> None:
+    records = {final_bars[0].symbol: [b.to_record() for b in final_bars]}
+    for name, minutes in ROLLUP_WINDOWS.items():
+        assert rollup_differences(list(docs[name].values()), records, minutes) == [], name
+
+
+def test_rollups_are_the_symbols_own_final_candles_with_a_revision_counted_once(series):
+    original = series[52]
+    revised = replace(original, high=original.high * 1.01, close=original.high * 1.01, volume=original.volume + 7)
+    stream = series[:53] + [series[52], revised, series[20]] + series[53:]  # duplicate, revision, late
+    assert_rollups(rollup_docs(SymbolTracker(AnalyticsSettings()), stream), series[:52] + [revised] + series[53:])
+
+
+def test_the_open_window_grows_with_each_bar(series):
+    tracker = SymbolTracker(AnalyticsSettings())
+    starts = set()
+    for bar in series[:12]:
+        tracker.offer(bar)
+        five, fifteen = tracker.rollups()
+        starts.add(five[0])
+        in_window = [b for b in series[:12] if b.ts_ms - b.ts_ms % 300_000 == five[0] and b.ts_ms <= bar.ts_ms]
+        assert (five[4], five[5], five[8]) == (bar.close, sum(b.volume for b in in_window), len(in_window))
+    assert len(starts) > 1
+
+
+@pytest.mark.parametrize("cut", [37, 40, 41])
+def test_state_round_trip_keeps_the_open_windows(series, cut):
+    settings = AnalyticsSettings()
+    tracker = SymbolTracker(settings)
+    docs = rollup_docs(tracker, series[:cut])
+    restored = SymbolTracker.from_state(settings, tracker.to_state())
+    assert_rollups(rollup_docs(restored, series[cut:], docs), series)
+
+
+def test_a_layout_2_state_continues_without_the_window_it_cannot_know(series):
+    settings = AnalyticsSettings()
+    tracker = SymbolTracker(settings)
+    run(tracker, series[:41])
+    state = tracker.to_state()
+    # Layout 2: the same state without the windows, which follow the header of 9 floats.
+    version_2 = [2.0, *state[1:9], *state[9 + 18:]]
+    restored, reset = restore_or_reset(settings, version_2)
+    assert reset is None
+    assert run(restored, series[41:]) == run(tracker, series[41:])  # the analysis goes on exactly
+    restored = SymbolTracker.from_state(settings, version_2)
+    docs = rollup_docs(restored, series[41:])
+    for name, minutes in ROLLUP_WINDOWS.items():
+        open_at_restore = series[40].ts_ms - series[40].ts_ms % (minutes * 60_000)
+        later = [b for b in series if b.ts_ms - b.ts_ms % (minutes * 60_000) > open_at_restore]
+        assert open_at_restore not in docs[name], "a window missing its earlier bars must not be written"
+        assert rollup_differences(list(docs[name].values()), {later[0].symbol: [b.to_record() for b in later]},
+                                  minutes) == [], name
