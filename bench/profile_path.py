@@ -5,7 +5,7 @@ so the profile is of the product's own code. Stages are timed separately over th
 chunks, so memory stays flat):
 
   json.loads → parse_bar (JSON + validation) → SymbolTracker.offer (snapshot before + Analyzer.update)
-  → to_state + pack to bytes (the keyed state write) → Enriched.to_record → Row building
+  → to_state + pack to bytes (the keyed state write) → rollups + the enriched row
 
 and the whole ``process_element`` once plainly (µs/bar) and once under cProfile (top functions).
 Flink adds to this the conversion of rows between Java and Python, the state backend, the
@@ -114,16 +114,13 @@ def _stage_pass(lines: list[str], trackers: dict, settings: AnalyticsSettings,
     spent["  of which Analyzer.snapshot"], _ = _timed(lambda: [trackers[b.symbol].analyzer.snapshot() for b in bars])
     spent["to_state + pack (state bytes)"], _ = _timed(
         lambda: [array("d", trackers[b.symbol].to_state()).tobytes() for b in bars])
-    spent["Enriched.to_record"], records = _timed(lambda: [e.to_record() for e in enriched])
 
     def rows():
-        for e, record in zip(enriched, records):
-            for s in e.signals:
-                Row(e.symbol, e.ts, s.type, s.direction, s.value, s.detail)
-            enriched_row(record, e.signals, e.ts_ms, 0)
+        for e in enriched:
+            enriched_row(e, trackers[e.symbol].rollups())
 
-    spent["Row building (27 fields + signals)"], _ = _timed(rows)
-    return spent, [len(published_json(r)) for r in records[::50]]
+    spent["rollups + enriched row (packed numbers, signal arrays)"], _ = _timed(rows)
+    return spent, [len(published_json(e.to_record())) for e in enriched[::50]]
 
 
 def _rows(lines: list[str]) -> list[Row]:

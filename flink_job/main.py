@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import sysconfig
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from flink_job.config import ConfigError, JobConfig, describe, load_config, mana
 from flink_job.logs import log_event
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
 from flink_job.rollups import ROLLUP_WINDOWS, rollup_query
-from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS, names
+from flink_job.schema import (
+    DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS, names, rollup_value_sql,
+)
 
 JAR_NAME = "pyflink-dependencies.jar"
 PUBLISHED_FIELDS = [f for f in ENRICHED_FIELDS if f not in INTERNAL_FIELDS]
@@ -145,7 +148,8 @@ def insert_all(t_env: StreamTableEnvironment, analysis: Analysis) -> StatementSe
     statements.add_insert_sql("INSERT INTO signals_index SELECT * FROM signals")
     statements.add_insert_sql("INSERT INTO dlq_index SELECT * FROM dead_letters")
     for name, minutes in ROLLUP_WINDOWS.items():
-        statements.add_insert_sql(f"INSERT INTO bars_{name}_index {rollup_query('enriched', f'rollup_{name}', minutes)}")
+        at = partial(rollup_value_sql, name)
+        statements.add_insert_sql(f"INSERT INTO bars_{name}_index {rollup_query('enriched', at, minutes)}")
     return statements
 
 
