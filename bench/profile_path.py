@@ -19,7 +19,6 @@ import io
 import json
 import pstats
 import time
-from array import array
 from itertools import islice
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from bench.pipelines import PassThrough
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import parse_bar
 from flink_job.main import PUBLISHED_FIELDS
-from flink_job.operators import AnalyzeBars, enriched_row
+from flink_job.operators import AnalyzeBars, enriched_row, packed_state
 from flink_job.schema import names
 from flink_job.symbol_state import SymbolTracker
 
@@ -113,7 +112,7 @@ def _stage_pass(lines: list[str], trackers: dict, settings: AnalyticsSettings,
     spent["SymbolTracker.offer (snapshot + update)"], enriched = _timed(offer)
     spent["  of which Analyzer.snapshot"], _ = _timed(lambda: [trackers[b.symbol].analyzer.snapshot() for b in bars])
     spent["to_state + pack (state bytes)"], _ = _timed(
-        lambda: [array("d", trackers[b.symbol].to_state()).tobytes() for b in bars])
+        lambda: [packed_state(trackers[b.symbol].to_state()) for b in bars])
 
     def rows():
         for e in enriched:
