@@ -133,7 +133,7 @@ _PLAIN_FIELDS = attrgetter(*names(OPERATOR_FIELDS[:OPERATOR_FIELDS.index(PACKED_
 _NUMBERS = attrgetter(*NUMBERS)
 _PACK = Struct(f"<{PACKED_LEN}d").pack
 _INCOMPLETE = (math.nan,) * WINDOW_LEN
-_NO_SIGNALS = (None, None, None, None)
+_NO_SIGNALS = ((), (), (), ())  # empty, not NULL: thread mode cannot convert a NULL array
 
 
 def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None]) -> Row:

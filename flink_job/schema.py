@@ -33,9 +33,9 @@ ROLLUP_OFFSETS = {name: len(NUMBERS) + i * WINDOW_LEN for i, name in enumerate(R
 PACKED_LEN = len(NUMBERS) + WINDOW_LEN * len(ROLLUP_WINDOWS)
 PACKED_FIELD = ("numbers", BYTES)
 PACKED_DOUBLE_FUNCTION = ("packed_double", "stockanalytics.flink.PackedDouble")  # flink_job/src/main/java
-# The signals travel as four parallel arrays (NULL when a bar has none): in thread mode PyFlink converts
-# every ROW inside an ARRAY into one reused Row object (every element would equal the last), so the
-# `signals` rows are zipped on the Java side (ZIP_SIGNALS_SQL).
+# The signals travel as four parallel arrays: in thread mode PyFlink converts every ROW inside an
+# ARRAY into one reused Row object (every element would equal the last), so the `signals` rows are
+# zipped on the Java side (ZIP_SIGNALS_SQL).
 SIGNAL_ARRAY_FIELDS = [(f"signal_{name}s", f"ARRAY<{sql_type}>") for name, sql_type in SIGNAL_ITEM_FIELDS]
 OPERATOR_FIELDS = ([(n, t) for n, t in BAR_FIELDS + INDICATOR_FIELDS if t != DOUBLE] + [PACKED_FIELD]
                    + SIGNAL_ARRAY_FIELDS)
