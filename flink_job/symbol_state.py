@@ -96,8 +96,11 @@ class SymbolTracker:
 
     def to_state(self) -> list[float]:
         assert self.latest is not None and self.before is not None
-        return [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision),
-                *(x for w in self.windows for x in w), *self.before]
+        state = [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision)]
+        for window in self.windows:
+            state += window
+        state += self.before
+        return state
 
     @classmethod
     def from_state(cls, settings: AnalyticsSettings, state: list[float]) -> "SymbolTracker":
