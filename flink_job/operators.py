@@ -133,7 +133,6 @@ _PLAIN_FIELDS = attrgetter(*names(OPERATOR_FIELDS[:OPERATOR_FIELDS.index(PACKED_
 _NUMBERS = attrgetter(*NUMBERS)
 _PACK = Struct(f"<{PACKED_LEN}d").pack
 _INCOMPLETE = (math.nan,) * WINDOW_LEN
-_NO_SIGNALS = ((), (), (), ())  # empty, not NULL: thread mode cannot convert a NULL array
 
 
 def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None]) -> Row:
@@ -142,7 +141,6 @@ def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None]) -> R
     numbers = [math.nan if v is None else v for v in _NUMBERS(enriched)]
     for window in rollups:
         numbers += _INCOMPLETE if window is None else window
-    signals = enriched.signals
-    arrays = ([s.type for s in signals], [s.direction for s in signals], [s.value for s in signals],
-              [s.detail for s in signals]) if signals else _NO_SIGNALS
-    return Row(*_PLAIN_FIELDS(enriched), _PACK(*numbers), *arrays)
+    signals = enriched.signals  # empty lists, not NULL, without signals: thread mode cannot convert NULL
+    return Row(*_PLAIN_FIELDS(enriched), _PACK(*numbers), [s.type for s in signals],
+               [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals])
