@@ -107,7 +107,11 @@ def _stage_pass(lines: list[str], trackers: dict, settings: AnalyticsSettings,
     spent["parse_bar (json + validation)"], bars = _timed(lambda: [parse_bar(line, now_ms) for line in lines])
 
     def offer():
-        return [trackers.setdefault(b.symbol, SymbolTracker(settings)).offer(b)[1] for b in bars]
+        out = []
+        for b in bars:  # a tracker per new symbol only (setdefault would build one per bar)
+            tracker = trackers.get(b.symbol) or trackers.setdefault(b.symbol, SymbolTracker(settings))
+            out.append(tracker.offer(b)[1])
+        return out
 
     spent["SymbolTracker.offer (snapshot + update)"], enriched = _timed(offer)
     spent["  of which Analyzer.snapshot"], _ = _timed(lambda: [trackers[b.symbol].analyzer.snapshot() for b in bars])
