@@ -28,7 +28,7 @@ from pyflink.table.expressions import col
 
 from bench.timed_operator import TimedAnalyzeBars
 from flink_job import tables
-from flink_job.analyzer import AnalyticsSettings
+from flink_job.analyzer import AnalyticsSettings, Enriched
 from flink_job.backtest import read_bar_lines, run_backtest
 from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
 from flink_job.operators import enriched_row
@@ -40,8 +40,8 @@ from flink_job.schema import (
 )
 
 # What AnalyzeBars writes to its keyed state per bar on the benchmark input (``profile_path``
-# measures it: SymbolTracker.to_state(), ~406 float64 values once the windows are full).
-ANALYZER_STATE_BYTES = 3_250
+# measures it: SymbolTracker.to_state(), ~146 float64 values once the windows are full).
+ANALYZER_STATE_BYTES = 1_170
 OPERATOR_TIME = "operator-time.json"  # written by the timed operator when it closes
 
 
@@ -165,10 +165,12 @@ def passthrough_wide(input_path: Path, out_dir: Path, signals: bool) -> Statemen
 def sample_enriched_row() -> Row:
     """An enriched row as ``AnalyzeBars`` emits it, all indicators set, one signal."""
     values = {name: 1.0 for name, sql_type in ENRICHED_FIELDS if sql_type == "DOUBLE"}
-    values.update(symbol="BN0000", ts="2024-03-04T14:30:00Z", volume=1000, interval="1min",
-                  source="alphavantage", session="regular", trend="up")
+    values.update(symbol="BN0000", ts="2024-03-04T14:30:00Z", ts_ms=1709562600000, volume=1000,
+                  interval="1min", source="alphavantage", session="regular", trend="up",
+                  return_z_20=1.0, trend_slope=1.0,
+                  signals=(Signal("volume_spike", "up", 3.5, "volume z-score 3.50"),))
     window = [1709562600000.0, 1.0, 1.0, 1.0, 1.0, 100.0, 3.0, 300.0, 3.0]
-    return enriched_row(values, [Signal("volume_spike", "up", 3.5, "volume z-score 3.50")], [window, window])
+    return enriched_row(Enriched(**values), [window, window])
 
 
 VARIANTS = {

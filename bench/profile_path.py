@@ -5,7 +5,7 @@ so the profile is of the product's own code. Stages are timed separately over th
 chunks, so memory stays flat):
 
   json.loads → parse_bar (JSON + validation) → SymbolTracker.offer (snapshot before + Analyzer.update)
-  → to_state + pack to bytes (the keyed state write) → Enriched.to_record → Row building
+  → to_state + pack to bytes (the keyed state write) → rollups + the enriched row
 
 and the whole ``process_element`` once plainly (µs/bar) and once under cProfile (top functions).
 Flink adds to this the conversion of rows between Java and Python, the state backend, the
@@ -19,7 +19,6 @@ import io
 import json
 import pstats
 import time
-from array import array
 from itertools import islice
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from bench.pipelines import PassThrough
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import parse_bar
 from flink_job.main import PUBLISHED_FIELDS
-from flink_job.operators import AnalyzeBars, enriched_row
+from flink_job.operators import AnalyzeBars, enriched_row, packed_state
 from flink_job.schema import names
 from flink_job.symbol_state import SymbolTracker
 
@@ -108,22 +107,23 @@ def _stage_pass(lines: list[str], trackers: dict, settings: AnalyticsSettings,
     spent["parse_bar (json + validation)"], bars = _timed(lambda: [parse_bar(line, now_ms) for line in lines])
 
     def offer():
-        return [trackers.setdefault(b.symbol, SymbolTracker(settings)).offer(b)[1] for b in bars]
+        out = []
+        for b in bars:  # a tracker per new symbol only (setdefault would build one per bar)
+            tracker = trackers.get(b.symbol) or trackers.setdefault(b.symbol, SymbolTracker(settings))
+            out.append(tracker.offer(b)[1])
+        return out
 
     spent["SymbolTracker.offer (snapshot + update)"], enriched = _timed(offer)
     spent["  of which Analyzer.snapshot"], _ = _timed(lambda: [trackers[b.symbol].analyzer.snapshot() for b in bars])
     spent["to_state + pack (state bytes)"], _ = _timed(
-        lambda: [array("d", trackers[b.symbol].to_state()).tobytes() for b in bars])
-    spent["Enriched.to_record"], records = _timed(lambda: [e.to_record() for e in enriched])
+        lambda: [packed_state(trackers[b.symbol].to_state()) for b in bars])
 
     def rows():
-        for e, record in zip(enriched, records):
-            for s in e.signals:
-                Row(e.symbol, e.ts, s.type, s.direction, s.value, s.detail)
-            enriched_row(record, e.signals, trackers[e.symbol].rollups())
+        for e in enriched:
+            enriched_row(e, trackers[e.symbol].rollups())
 
-    spent["Row building (27 fields + signals)"], _ = _timed(rows)
-    return spent, [len(published_json(r)) for r in records[::50]]
+    spent["rollups + enriched row (packed numbers, signal arrays)"], _ = _timed(rows)
+    return spent, [len(published_json(e.to_record())) for e in enriched[::50]]
 
 
 def _rows(lines: list[str]) -> list[Row]:

@@ -20,7 +20,7 @@ LABELS = {
     "passthrough": "(c) Python keyed pass-through → JSON file",
     "analyze_blackhole": "(a') AnalyzeBars → blackhole sinks",
     "passthrough_blackhole": "(c') pass-through → blackhole",
-    "passthrough_state3k": "(c') + 3.2 kB state write per bar",
+    "passthrough_state3k": "(c') + a state write of AnalyzeBars's size (~1 kB) per bar",
     "passthrough_wide": "(c') + enriched-shaped output row",
 }
 HEADER = ("benchmark", "metric", "median", "spread (min–max)", "target", "status")

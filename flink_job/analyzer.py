@@ -11,13 +11,16 @@ Pure: no Flink, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
+from functools import lru_cache
+from itertools import islice
 
 from flink_job.bars import Bar
 from flink_job.indicators import (
     PERIOD_FIELDS, EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, Return, SessionVWAP, Trend,
-    TrailingZScore, VolumeZScore, new_york_session,
+    TrailingZScore, VolumeZScore, dump_window, load_window, new_york_session,
 )
 from flink_job.signals import (
     INITIAL_STATE, Reading, Signal, SignalState, detect, dump_state, load_state,
@@ -25,7 +28,7 @@ from flink_job.signals import (
 
 REGULAR = "regular"
 EXTENDED = "extended"
-SNAPSHOT_VERSION = 1.0
+SNAPSHOT_VERSION = 2.0  # 2: one history of closes instead of a window per indicator
 DEFAULT_SETTINGS = AnalyticsSettings()
 
 
@@ -39,7 +42,7 @@ class IncompatibleState(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as bars.Bar: built per bar, never changed once built
 class Enriched:
     """A bar with its indicators (None while warming up or not applicable) and signals."""
 
@@ -90,12 +93,18 @@ class Enriched:
 RECORD_FIELDS = tuple(f.name for f in fields(Enriched) if f.name not in ("ts_ms", "signals"))
 
 
+@lru_cache(maxsize=8)
+def _snapshot_header(settings: AnalyticsSettings) -> tuple[float, ...]:
+    """A snapshot's leading values; cached, as a snapshot is taken per bar."""
+    return (SNAPSHOT_VERSION, *settings.state_key())
+
+
 class Analyzer:
     """Indicators and signals of one symbol, updated bar by bar with bounded state."""
 
     __slots__ = ("settings", "_return", "_return_z", "_volume_z", "_sma_short", "_sma_mid",
                  "_sma_long", "_ema_fast", "_ema_slow", "_macd", "_rsi", "_bands", "_vwap",
-                 "_trend", "_parts", "_signal_state")
+                 "_trend", "_closes", "_parts", "_signal_state")
 
     def __init__(self, settings: AnalyticsSettings = DEFAULT_SETTINGS) -> None:
         s = settings
@@ -103,17 +112,20 @@ class Analyzer:
         self._return = Return()
         self._return_z = TrailingZScore(s.zscore_window)
         self._volume_z = VolumeZScore(s.zscore_window)
-        self._sma_short = SMA(s.sma_short_period)
-        self._sma_mid = SMA(s.sma_mid_period)
-        self._sma_long = SMA(s.sma_long_period)
+        # The closes the moving averages, the bands and the trend look back over, kept once.
+        self._closes: deque[float] = deque(maxlen=max(
+            s.sma_short_period, s.sma_mid_period, s.sma_long_period, s.bb_period, s.trend_window))
+        self._sma_short = SMA(s.sma_short_period, self._closes)
+        self._sma_mid = SMA(s.sma_mid_period, self._closes)
+        self._sma_long = SMA(s.sma_long_period, self._closes)
         self._ema_fast = EMA(s.ema_fast_period)
         self._ema_slow = EMA(s.ema_slow_period)
         self._macd = MACD(s.ema_fast_period, s.ema_slow_period, s.macd_signal_period)
         self._rsi = RSI(s.rsi_period)
-        self._bands = BollingerBands(s.bb_period, s.bb_stddev)
+        self._bands = BollingerBands(s.bb_period, s.bb_stddev, self._closes)
         self._vwap = SessionVWAP()
-        self._trend = Trend(s.trend_window, s.trend_flat_band)
-        # Snapshot order; changing it needs a new SNAPSHOT_VERSION.
+        self._trend = Trend(s.trend_window, s.trend_flat_band, self._closes)
+        # Snapshot order, after the closes; changing it needs a new SNAPSHOT_VERSION.
         self._parts = (self._return, self._return_z, self._volume_z, self._sma_short,
                        self._sma_mid, self._sma_long, self._ema_fast, self._ema_slow, self._macd,
                        self._rsi, self._bands, self._vwap, self._trend)
@@ -121,6 +133,7 @@ class Analyzer:
 
     def update(self, bar: Bar) -> Enriched:
         close = bar.close
+        self._closes.append(close)  # before the indicators that read it
         day, regular = new_york_session(bar.ts_ms)
         return_1 = self._return.update(close)
         return_z = None if return_1 is None else self._return_z.update(return_1)
@@ -146,7 +159,8 @@ class Analyzer:
 
     def snapshot(self) -> list[float]:
         """The whole state as a flat list of floats (None as NaN, counts and codes as floats)."""
-        out = [SNAPSHOT_VERSION, *self.settings.state_key()]
+        out = [*_snapshot_header(self.settings)]
+        dump_window(out, self._closes)
         for part in self._parts:
             part.dump(out)
         dump_state(self._signal_state, out)
@@ -160,7 +174,7 @@ class Analyzer:
         it = iter(snapshot)
         try:
             version = next(it)
-            if version != SNAPSHOT_VERSION:
+            if version not in (1.0, SNAPSHOT_VERSION):
                 raise IncompatibleState("layout_version",
                                         f"analysis snapshot version {version!r}, expected {SNAPSHOT_VERSION!r}")
             periods = [next(it) for _ in PERIOD_FIELDS]
@@ -168,6 +182,9 @@ class Analyzer:
                 changed = {name: f"{int(old)} -> {int(new)}" for name, old, new
                            in zip(PERIOD_FIELDS, periods, settings.state_key()) if old != new}
                 raise IncompatibleState("periods_changed", f"periods changed: {changed}")
+            if version == 1.0:
+                it = iter(_version_1_body(it))
+            load_window(it, analyzer._closes)
             for part in analyzer._parts:
                 part.load(it)
             analyzer._signal_state = load_state(it)
@@ -182,3 +199,30 @@ class Analyzer:
         if next(it, None) is not None:
             raise IncompatibleState("malformed", "snapshot has trailing values")
         return analyzer
+
+
+def _version_1_body(it: Iterator[float]) -> list[float]:
+    """The rest of a version 1 snapshot, which kept one window of closes per indicator, in the
+    current layout: its longest close window becomes the history (the others are its suffixes, and
+    it holds every close an indicator reads), so a state saved before the change continues exactly.
+    """
+    def window() -> list[float]:
+        count = int(next(it))
+        values = list(islice(it, count))
+        if len(values) != count:
+            raise ValueError("snapshot is truncated")
+        return values
+
+    previous_close, returns, volumes = next(it), window(), window()
+    sma_totals, closes = [], []
+    for _ in range(3):  # short, mid and long SMA: running total, window
+        sma_totals.append(next(it))
+        closes.append(window())
+    averages = [next(it) for _ in range(3 + 3 + 9 + 4)]  # fast and slow EMA, MACD, RSI
+    bands_total = next(it)
+    closes += (window(), window())  # the bands' SMA window, the bands' window
+    vwap = [next(it) for _ in range(3)]
+    closes.append(window())  # the trend's
+    history = max(closes, key=len)
+    return [float(len(history)), *history, previous_close, float(len(returns)), *returns,
+            float(len(volumes)), *volumes, *sma_totals, *averages, bands_total, *vwap, *it]

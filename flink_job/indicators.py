@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
@@ -101,18 +101,18 @@ def decode(value: float) -> float | None:
 
 
 def dump_window(out: list[float], window: deque) -> None:
+    """Append ``window`` length-prefixed; its values are floats already (see ``VolumeZScore``)."""
     out.append(float(len(window)))
-    out.extend(map(float, window))
+    out += window
 
 
-def load_window(it: Iterator[float], window: deque, cast: type | None = None) -> None:
+def load_window(it: Iterator[float], window: deque) -> None:
     """Refill ``window`` from a length-prefixed run of floats."""
     count = int(next(it))
     if not 0 <= count <= (window.maxlen or 0):
         raise ValueError(f"window of {count} values does not fit maxlen {window.maxlen}")
     window.clear()
-    values = islice(it, count)
-    window.extend(values if cast is None else map(cast, values))
+    window.extend(islice(it, count))
     if len(window) != count:
         raise ValueError("snapshot is truncated")
 
@@ -142,6 +142,21 @@ def new_york_session(ts_ms: int) -> tuple[int, bool]:
 # --- moving averages and oscillators (TA-Lib equivalents) ------------------------------------
 
 
+# A history of the latest closes (a deque) can be shared by the indicators that look back over a
+# window of closes: a bar appends its close once, and a snapshot holds each close once. Its owner
+# appends each value before updating the indicators that read it; an indicator built without one
+# keeps and appends to its own.
+
+
+def history_of(period: int, closes: deque | None) -> tuple[deque, bool]:
+    """(the closes an indicator over ``period`` values reads, whether it owns them)."""
+    if closes is None:
+        return deque(maxlen=period), True
+    if (closes.maxlen or 0) < period:
+        raise ValueError(f"a history of {closes.maxlen} closes is shorter than the period {period}")
+    return closes, False
+
+
 class SMA:
     """``talib.SMA``: TA-Lib's running window sum, replayed operation for operation.
 
@@ -149,34 +164,36 @@ class SMA:
     residue that running sum carries is part of TA-Lib's answer. Replaying it keeps results
     bit-identical on any series, whereas an exactly recomputed window sum drifts *away* from TA-Lib
     once prices fall by orders of magnitude (~6e-5 relative on a 1e6 -> 1e-4 series).
+    ``closes``: a shared history of closes (see ``history_of``).
     """
 
-    __slots__ = ("period", "_fill", "_window", "_total")
+    __slots__ = ("period", "_closes", "_own", "_total")
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: int, closes: deque | None = None) -> None:
         self.period = period
-        self._fill = period - 1
-        self._window: deque[float] = deque(maxlen=period - 1)  # the values inside _total
-        self._total = 0.0
+        self._closes, self._own = history_of(period, closes)
+        self._total = 0.0  # the running sum of the last period - 1 values before this one
 
     def update(self, value: float) -> float | None:
-        window = self._window
+        closes = self._closes
+        if self._own:
+            closes.append(value)
         total = self._total + value
-        if len(window) < self._fill:
+        if len(closes) < self.period:
             self._total = total
-            window.append(value)
             return None
-        self._total = total - window[0]
-        window.append(value)
+        self._total = total - closes[-self.period]
         return total / self.period
 
     def dump(self, out: list[float]) -> None:
         out.append(self._total)
-        dump_window(out, self._window)
+        if self._own:
+            dump_window(out, self._closes)
 
     def load(self, it: Iterator[float]) -> None:
         self._total = next(it)
-        load_window(it, self._window)
+        if self._own:
+            load_window(it, self._closes)
 
 
 class EMA:
@@ -304,16 +321,21 @@ class RSI:
         self._loss = next(it)
 
 
-def shifted_moments(values: Sequence[float], ref: float) -> tuple[float, float]:
+def shifted_moments(values: Iterable[float], ref: float) -> tuple[float, float]:
     """(mean of values - ref, population variance), two-pass on values shifted by ``ref``.
 
     With ``ref`` taken from the window, an all-equal window yields exactly 0 variance (a plain
     mean of equal floats is often off by an ULP), and no E[x^2]-E[x]^2 cancellation can occur.
     """
-    n = len(values)
     offsets = [v - ref for v in values]
+    n = len(offsets)
     mean = sum(offsets) / n
     return mean, sum([(d - mean) * (d - mean) for d in offsets]) / n
+
+
+def latest(closes: deque, count: int) -> islice:
+    """The last ``count`` values of ``closes``, oldest first."""
+    return islice(closes, len(closes) - count, None)
 
 
 class BollingerBands:
@@ -321,32 +343,36 @@ class BollingerBands:
 
     TA-Lib's deviation does not inherit its SMA's running-sum residue (it stays accurate where
     that drifts), so it is recomputed from the window each bar rather than replayed.
+    ``closes``: a shared history of closes (see ``history_of``).
     """
 
-    __slots__ = ("_sma", "_window", "_dev")
+    __slots__ = ("_sma", "_closes", "_own", "_period", "_dev")
 
-    def __init__(self, period: int, dev: float) -> None:
-        self._sma = SMA(period)
-        self._window: deque[float] = deque(maxlen=period)
+    def __init__(self, period: int, dev: float, closes: deque | None = None) -> None:
+        self._closes, self._own = history_of(period, closes)
+        self._sma = SMA(period, self._closes)
+        self._period = period
         self._dev = float(dev)
 
     def update(self, value: float) -> tuple[float, float, float] | tuple[None, None, None]:
         """(upper, middle, lower), all None while warming up."""
-        window = self._window
-        window.append(value)
+        if self._own:
+            self._closes.append(value)
         middle = self._sma.update(value)
         if middle is None:
             return NONE3
-        width = math.sqrt(shifted_moments(window, value)[1]) * self._dev
+        width = math.sqrt(shifted_moments(latest(self._closes, self._period), value)[1]) * self._dev
         return middle + width, middle, middle - width
 
     def dump(self, out: list[float]) -> None:
         self._sma.dump(out)
-        dump_window(out, self._window)
+        if self._own:
+            dump_window(out, self._closes)
 
     def load(self, it: Iterator[float]) -> None:
         self._sma.load(it)
-        load_window(it, self._window)
+        if self._own:
+            load_window(it, self._closes)
 
 
 # --- session, return and distribution indicators ---------------------------------------------
@@ -440,12 +466,13 @@ class VolumeZScore:
     """z-score of each bar's volume against the ``window`` volumes before it (population std).
 
     Volumes are integers, so the window sums are kept exactly and updated in O(1) without drift.
+    The window holds them as floats (exact below 2**53), ready for a snapshot.
     """
 
     __slots__ = ("_window", "_size", "_sum", "_sumsq")
 
     def __init__(self, window: int) -> None:
-        self._window: deque[int] = deque(maxlen=window)
+        self._window: deque[float] = deque(maxlen=window)
         self._size = window
         self._sum = 0
         self._sumsq = 0
@@ -458,21 +485,22 @@ class VolumeZScore:
             spread = n * self._sumsq - total * total  # n^2 * variance, exact
             if spread > 0:
                 z = (n * volume - total) / math.sqrt(spread)
-            oldest = window[0]
+            oldest = int(window[0])
             self._sum = total - oldest
             self._sumsq -= oldest * oldest
-        window.append(volume)
+        window.append(float(volume))
         self._sum += volume
         self._sumsq += volume * volume
         return z
 
     def dump(self, out: list[float]) -> None:
-        dump_window(out, self._window)  # volumes below 2**53 are exact as floats
+        dump_window(out, self._window)
 
     def load(self, it: Iterator[float]) -> None:
-        load_window(it, self._window, int)
-        self._sum = sum(self._window)
-        self._sumsq = sum(v * v for v in self._window)
+        load_window(it, self._window)
+        volumes = [int(v) for v in self._window]
+        self._sum = sum(volumes)
+        self._sumsq = sum(v * v for v in volumes)
 
 
 TREND_CODES = {"down": -1.0, "flat": 0.0, "up": 1.0}
@@ -484,12 +512,13 @@ class Trend:
 
     "flat" when |slope/mean| <= flat_band, else "up"/"down". The slope pairs symmetric points,
     sum((n-1-2i)/2 * (y[n-1-i] - y[i])) / Sxx, so a flat window gives exactly 0 with no mean needed.
+    ``closes``: a shared history of closes (see ``history_of``).
     """
 
-    __slots__ = ("_window", "_size", "_weights", "_sxx", "_band")
+    __slots__ = ("_closes", "_own", "_size", "_weights", "_sxx", "_band")
 
-    def __init__(self, window: int, flat_band: float) -> None:
-        self._window: deque[float] = deque(maxlen=window)
+    def __init__(self, window: int, flat_band: float, closes: deque | None = None) -> None:
+        self._closes, self._own = history_of(window, closes)
         self._size = window
         self._weights = tuple((window - 1 - 2 * i) / 2 for i in range(window // 2))
         self._sxx = window * (window * window - 1) / 12
@@ -497,12 +526,15 @@ class Trend:
 
     def update(self, value: float) -> tuple[str, float] | tuple[None, None]:
         """(trend, slope / mean), both None until the window is full."""
-        window = self._window
-        window.append(value)
-        if len(window) < self._size:
+        closes = self._closes
+        if self._own:
+            closes.append(value)
+        size = self._size
+        if len(closes) < size:
             return None, None
-        slope = sum(map(mul, self._weights, map(sub, reversed(window), window))) / self._sxx
-        relative = slope / (sum(window) / self._size)
+        pairs = map(sub, reversed(closes), latest(closes, size))  # newest - oldest, inwards
+        slope = sum(map(mul, self._weights, pairs)) / self._sxx
+        relative = slope / (sum(latest(closes, size)) / size)
         if relative > self._band:
             return "up", relative
         if relative < -self._band:
@@ -510,7 +542,9 @@ class Trend:
         return "flat", relative
 
     def dump(self, out: list[float]) -> None:
-        dump_window(out, self._window)
+        if self._own:
+            dump_window(out, self._closes)
 
     def load(self, it: Iterator[float]) -> None:
-        load_window(it, self._window)
+        if self._own:
+            load_window(it, self._closes)

@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import sysconfig
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -35,7 +36,9 @@ from flink_job.index_lifecycle import BY_NAME as FAMILIES
 from flink_job.logs import log_event
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
 from flink_job.rollups import ROLLUP_WINDOWS, rollup_query
-from flink_job.schema import DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS, names
+from flink_job.schema import (
+    DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS, names, rollup_value_sql,
+)
 
 JAR_NAME = "pyflink-dependencies.jar"
 PUBLISHED_FIELDS = [f for f in ENRICHED_FIELDS if f not in INTERNAL_FIELDS]
@@ -103,8 +106,8 @@ def local_environment(conf: Configuration) -> StreamExecutionEnvironment:
     """A mini-cluster environment whose class loader sees ``pipeline.jars``.
 
     PyFlink's own local environment keeps the JVM's application class loader, which lacks the jar, and
-    the job graph is built with it: the code generated around the job's Java function
-    (``schema.ZIP_SIGNALS_FUNCTION``) then does not compile. ``flink run -j`` has no such problem."""
+    the job graph is built with it: the code generated around the job's Java functions
+    (``schema.ZIP_SIGNALS_FUNCTION``, ``schema.PACKED_DOUBLE_FUNCTION``) then does not compile. ``flink run -j`` has no such problem."""
     conf.set_string("execution.target", "local")
     conf.set_string("execution.attached", "true")
     jvm = get_gateway().jvm
@@ -148,7 +151,7 @@ def insert_all(t_env: StreamTableEnvironment, analysis: Analysis) -> StatementSe
     t_env.create_temporary_view("signals", analysis.signals)
     t_env.create_temporary_view("dead_letters", analysis.dead_letters)
     published = ", ".join(f"`{n}`" for n in names(PUBLISHED_FIELDS))
-    rollups = {f"bars_{name}_index": rollup_query("enriched", f"rollup_{name}", minutes)
+    rollups = {f"bars_{name}_index": rollup_query("enriched", partial(rollup_value_sql, name), minutes)
                for name, minutes in ROLLUP_WINDOWS.items()}
     queries = {
         "indicators_index": f"SELECT {published} FROM enriched",

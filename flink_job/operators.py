@@ -7,29 +7,36 @@ maths in ``analyzer``. This class only moves rows and state in and out of Flink.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from array import array
 from collections.abc import Sequence
+from operator import attrgetter
+from struct import Struct, pack
 
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS, Activity
-from flink_job.analyzer import AnalyticsSettings
+from flink_job.analyzer import AnalyticsSettings, Enriched
 from flink_job.bars import InvalidBar, clip_utf8, format_ts, parse_keyed
 from flink_job.config import OpenSearchConfig
 from flink_job.index_lifecycle import FAMILIES
 from flink_job.logs import log_event, use_flink_log
-from flink_job.signals import Signal
-from flink_job.schema import BAR_FIELDS, DLQ_FIELDS, INDICATOR_FIELDS, SIGNAL_FIELDS, names, row_type
+from flink_job.rollups import WINDOW_LEN
+from flink_job.schema import DLQ_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_FIELD, PACKED_LEN, names, row_type
 from flink_job.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
 from flink_job.write_blocks import report_write_blocks
 
-SIGNALS_TAG = OutputTag("signals", row_type(SIGNAL_FIELDS))
 DLQ_TAG = OutputTag("dlq", row_type(DLQ_FIELDS))
-_RECORD_FIELDS = names(BAR_FIELDS + INDICATOR_FIELDS)
 COUNTERS = ("dead_letters", "late_bars", "duplicate_bars", "revised_bars", "state_resets")
+
+
+def packed_state(values: list[float]) -> bytes:
+    """``SymbolTracker.to_state()`` as float64 in native order, as ``array("d", ...)`` reads it back
+    (``struct`` packs a list several times faster than ``array`` converts one)."""
+    return pack(f"={len(values)}d", *values)
 
 
 def dead_letter(record_id: str, raw: str, reason: str, detail: str, now_ms: int) -> Row:
@@ -37,12 +44,13 @@ def dead_letter(record_id: str, raw: str, reason: str, detail: str, now_ms: int)
 
 
 class AnalyzeBars(KeyedProcessFunction):
-    """Keyed by symbol. Emits one enriched row per applied or revised bar, immediately.
+    """Keyed by symbol. Emits one enriched row per applied or revised bar, immediately, with its
+    signals (``pipeline`` makes the signal rows from them).
 
-    Side outputs: one row per signal (``SIGNALS_TAG``) and one dead letter per rejected record
-    (``DLQ_TAG``: invalid input or a late bar). Metrics: the ``COUNTERS``. Log lines (``logs``):
-    a ``state_reset`` per symbol whose stored state no longer fits, and at most once per
-    ``summary_interval_ms`` a ``summary`` (and ``state_restored`` after a restore).
+    Side output: one dead letter per rejected record (``DLQ_TAG``: invalid input or a late bar).
+    Metrics: the ``COUNTERS``. Log lines (``logs``): a ``state_reset`` per symbol whose stored state
+    no longer fits, and at most once per ``summary_interval_ms`` a ``summary`` (and
+    ``state_restored`` after a restore).
     """
 
     def __init__(self, settings: AnalyticsSettings, summary_interval_ms: int = DEFAULT_SUMMARY_INTERVAL_MS,
@@ -99,7 +107,7 @@ class AnalyzeBars(KeyedProcessFunction):
         return tracker
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context):
-        symbol, raw, record_id = value[0], value[1], value[2]
+        symbol, raw, record_id = value
         now_ms = int(time.time() * 1000)
         if self.activity.due(now_ms):
             self._log_activity(now_ms)
@@ -125,16 +133,23 @@ class AnalyzeBars(KeyedProcessFunction):
         if outcome is Outcome.REVISED:
             self.counters["revised_bars"].inc()
             self.activity.revised_bars += 1
-        self.state.update(array("d", tracker.to_state()).tobytes())
-        record = enriched.to_record()
-        for s in enriched.signals:
-            yield SIGNALS_TAG, Row(bar.symbol, bar.ts, s.type, s.direction, s.value, s.detail)
-        yield enriched_row(record, enriched.signals, tracker.rollups())
+        self.state.update(packed_state(tracker.to_state()))
+        yield enriched_row(enriched, tracker.rollups())
 
 
-def enriched_row(record: dict, signals: Sequence[Signal], rollups: Sequence[list[float] | None]) -> Row:
-    """A row of ``OPERATOR_FIELDS``: the record's fields, its signals as four parallel arrays, and
-    the symbol's open rollup windows."""
-    return Row(*(record.get(name) for name in _RECORD_FIELDS), [s.type for s in signals],
-               [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals],
-               *rollups)
+# The fields that cross as they are, before the packed numbers (schema.OPERATOR_FIELDS).
+_PLAIN_FIELDS = attrgetter(*names(OPERATOR_FIELDS[:OPERATOR_FIELDS.index(PACKED_FIELD)]))
+_NUMBERS = attrgetter(*NUMBERS)
+_PACK = Struct(f"<{PACKED_LEN}d").pack
+_INCOMPLETE = (math.nan,) * WINDOW_LEN
+
+
+def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None]) -> Row:
+    """A row of ``OPERATOR_FIELDS``: the plain fields, the numbers and the symbol's open rollup
+    windows packed (see ``schema``), the signals as four parallel arrays."""
+    numbers = [math.nan if v is None else v for v in _NUMBERS(enriched)]
+    for window in rollups:
+        numbers += _INCOMPLETE if window is None else window
+    signals = enriched.signals  # empty lists, not NULL, without signals: thread mode cannot convert NULL
+    return Row(*_PLAIN_FIELDS(enriched), _PACK(*numbers), [s.type for s in signals],
+               [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals])

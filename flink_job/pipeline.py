@@ -16,8 +16,11 @@ from pyflink.table import StreamTableEnvironment, Table
 from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.config import OpenSearchConfig
-from flink_job.operators import DLQ_TAG, SIGNALS_TAG, AnalyzeBars
-from flink_job.schema import ENRICHED_FIELDS, OPERATOR_FIELDS, ZIP_SIGNALS_FUNCTION, ZIP_SIGNALS_SQL, names, row_type
+from flink_job.operators import DLQ_TAG, AnalyzeBars
+from flink_job.schema import (
+    ENRICHED_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_DOUBLE_FUNCTION, PACKED_FIELD, SIGNAL_ITEM_FIELDS,
+    ZIP_SIGNALS_FUNCTION, ZIP_SIGNALS_SQL, names, packed_double_sql, row_type,
+)
 
 # JSON_VALUE yields NULL for text that is not JSON or lacks a symbol; such records still reach the
 # operator (under the empty key) so that they are dead-lettered with a reason, never dropped.
@@ -57,12 +60,26 @@ def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSe
         .name("analyze-bars")
         .uid("analyze-bars")
     )
-    # The operator's signal arrays become the `signals` rows (see schema.OPERATOR_FIELDS).
+    # The operator's packed numbers and signal arrays become columns (see schema.OPERATOR_FIELDS),
+    # and the signal rows come from the enriched rows' `signals`.
+    t_env.create_java_temporary_system_function(*PACKED_DOUBLE_FUNCTION)
     t_env.create_java_temporary_system_function(*ZIP_SIGNALS_FUNCTION)
-    columns = ", ".join(f"{ZIP_SIGNALS_SQL} AS `signals`" if name == "signals" else f"`{name}`"
-                        for name in names(ENRICHED_FIELDS))
+    enriched_table = t_env.sql_query(f"SELECT {_enriched_columns()} FROM {t_env.from_data_stream(enriched)}")
+    items = ", ".join(f"`{name}`" for name in names(SIGNAL_ITEM_FIELDS))
     return Analysis(
-        enriched=t_env.sql_query(f"SELECT {columns} FROM {t_env.from_data_stream(enriched)}"),
-        signals=t_env.from_data_stream(enriched.get_side_output(SIGNALS_TAG)),
+        enriched=enriched_table,
+        signals=t_env.sql_query(f"SELECT symbol, ts, {items} FROM {enriched_table} "
+                                f"CROSS JOIN UNNEST(`signals`) AS s ({items})"),
         dead_letters=t_env.from_data_stream(enriched.get_side_output(DLQ_TAG)),
     )
+
+
+def _enriched_columns() -> str:
+    """SQL for ``ENRICHED_FIELDS`` from a row of ``OPERATOR_FIELDS``."""
+    def column(name: str) -> str:
+        if name == "signals":
+            return f"{ZIP_SIGNALS_SQL} AS `signals`"
+        if name in NUMBERS:
+            return f"{packed_double_sql(PACKED_FIELD[0], NUMBERS.index(name))} AS `{name}`"
+        return f"`{name}`"
+    return ", ".join(column(name) for name in names(ENRICHED_FIELDS))

@@ -16,6 +16,8 @@ A window is a flat list of floats (``WINDOW_LEN``), so it fits the tracker's flo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 ROLLUP_WINDOWS = {"5m": 5, "15m": 15}
 # A window: its start, its OHLCV, and the sums its average close and VWAP come from.
 START, OPEN, HIGH, LOW, CLOSE, VOLUME, SUM_CLOSE, SUM_TYPICAL_VOLUME, COUNT = range(9)
@@ -61,12 +63,10 @@ def advance(window: list[float], latest: tuple[float, ...], ts_ms: int, minutes:
     return empty_window(ts_ms, minutes)
 
 
-def rollup_query(view: str, column: str, minutes: int) -> str:
-    """SELECT producing ``schema.ROLLUP_FIELDS`` from a view with ``symbol`` and the ``column`` that holds
-    a window with the latest bar added (NULL while the window is incomplete)."""
-    def at(index: int) -> str:
-        return f"`{column}`[{index + 1}]"  # SQL arrays count from 1
-
+def rollup_query(view: str, at: Callable[[int], str], minutes: int) -> str:
+    """SELECT producing ``schema.ROLLUP_FIELDS`` from a view with ``symbol`` and a window with the
+    latest bar added, whose value ``index`` (START, OPEN, ...) is the SQL ``at(index)``: NULL while
+    the window is incomplete."""
     start = f"TO_TIMESTAMP_LTZ(CAST({at(START)} AS BIGINT), 3)"
     iso = "'yyyy-MM-dd''T''HH:mm:ss''Z'''"
     return f"""
@@ -83,4 +83,4 @@ SELECT
   {at(SUM_TYPICAL_VOLUME)} / NULLIF({at(VOLUME)}, 0) AS vwap,
   CAST({at(COUNT)} AS BIGINT) AS bar_count
 FROM {view}
-WHERE `{column}` IS NOT NULL"""
+WHERE {at(START)} IS NOT NULL"""

@@ -99,48 +99,49 @@ def detect(state: SignalState, cur: Reading,
     the close, volume_spike the volume z-score, price_anomaly the return z-score, trend_change the
     relative slope.
     """
-    tolerance = settings.cross_tolerance * cur.close
+    # Unpacked once: tuple fields by name cost a lookup each, and this runs per bar.
+    (close, sma_mid, sma_long, macd, macd_signal, rsi, bb_upper, bb_lower, volume_z, return_1, z,
+     trend, trend_slope) = cur
+    last_sma_side, last_macd_side, last_upper_side, last_lower_side, prev_rsi, prev_trend = state
+    tolerance = settings.cross_tolerance * close
     found: list[Signal] = []
 
-    sma_diff = _difference(cur.sma_mid, cur.sma_long)
-    sma_side, fired = cross(state.sma_side, sma_diff, tolerance)
+    sma_diff = _difference(sma_mid, sma_long)
+    sma_side, fired = cross(last_sma_side, sma_diff, tolerance)
     if fired:
         found.append(Signal("sma_cross", UP, sma_diff, "golden") if fired > 0
                      else Signal("sma_cross", DOWN, sma_diff, "death"))
 
-    hist = _difference(cur.macd, cur.macd_signal)
-    macd_side, fired = cross(state.macd_side, hist, tolerance)
+    hist = _difference(macd, macd_signal)
+    macd_side, fired = cross(last_macd_side, hist, tolerance)
     if fired:
         found.append(Signal("macd_cross", UP, hist, "bullish") if fired > 0
                      else Signal("macd_cross", DOWN, hist, "bearish"))
 
-    rsi, prev_rsi = cur.rsi, state.rsi
     if rsi is not None and prev_rsi is not None:
         if prev_rsi <= settings.rsi_upper < rsi:
             found.append(Signal("rsi_zone", UP, rsi, "overbought"))
         elif prev_rsi >= settings.rsi_lower > rsi:
             found.append(Signal("rsi_zone", DOWN, rsi, "oversold"))
 
-    upper_side, fired = cross(state.upper_side, _difference(cur.close, cur.bb_upper), tolerance)
+    upper_side, fired = cross(last_upper_side, _difference(close, bb_upper), tolerance)
     if fired > 0:
-        found.append(Signal("bb_breakout", UP, cur.close, "upper"))
-    lower_side, fired = cross(state.lower_side, _difference(cur.close, cur.bb_lower), tolerance)
+        found.append(Signal("bb_breakout", UP, close, "upper"))
+    lower_side, fired = cross(last_lower_side, _difference(close, bb_lower), tolerance)
     if fired < 0:
-        found.append(Signal("bb_breakout", DOWN, cur.close, "lower"))
+        found.append(Signal("bb_breakout", DOWN, close, "lower"))
 
-    if cur.volume_z is not None and cur.volume_z >= settings.volume_spike_z:
-        found.append(Signal("volume_spike", UP, cur.volume_z, "spike"))
+    if volume_z is not None and volume_z >= settings.volume_spike_z:
+        found.append(Signal("volume_spike", UP, volume_z, "spike"))
 
-    z = cur.return_z
     if z is not None and abs(z) >= settings.price_anomaly_z:
         # By the sign of the return; a zero return (only after one-sided returns) by its z-score.
-        ret = cur.return_1 or z
+        ret = return_1 or z
         found.append(Signal("price_anomaly", UP, z, "jump") if ret > 0
                      else Signal("price_anomaly", DOWN, z, "drop"))
 
-    trend, prev_trend = cur.trend, state.trend
     if trend is not None and prev_trend is not None and trend != prev_trend:
-        found.append(Signal("trend_change", trend, cur.trend_slope, f"{prev_trend}->{trend}"))
+        found.append(Signal("trend_change", trend, trend_slope, f"{prev_trend}->{trend}"))
 
     next_state = SignalState(sma_side, macd_side, upper_side, lower_side, rsi, trend)
     return (tuple(found) if found else ()), next_state

@@ -29,12 +29,15 @@ from flink_job.rollups import COUNT, INCOMPLETE, ROLLUP_WINDOWS, WINDOW_LEN, add
     incomplete_window
 
 # Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version;
-# 3 adds the rollup windows. A version 2 state is still read: its open windows become incomplete.
-STATE_LAYOUT_VERSION = 3
+# 3 adds the rollup windows; 4 keeps the analysis before the latest bar only (the analysis after it is
+# that bar re-applied, when the state is read). Versions 2 and 3 are still read: their analysis after
+# the latest bar is left aside and rebuilt the same way, and a version 2's open windows become incomplete.
+STATE_LAYOUT_VERSION = 4
 _LATEST_LEN = 6  # ts_ms, open, high, low, close, volume
-_V2_HEADER_LEN = 1 + _LATEST_LEN + 2  # version, latest bar, revision, length of "before"
 _WINDOWS_LEN = WINDOW_LEN * len(ROLLUP_WINDOWS)
-_HEADER_LEN = _V2_HEADER_LEN + _WINDOWS_LEN  # ... then the open windows (before the latest bar)
+_HEADER_LEN = 1 + _LATEST_LEN + 1 + _WINDOWS_LEN  # version, latest bar, revision, open windows
+_V2_HEADER_LEN = 1 + _LATEST_LEN + 2  # version, latest bar, revision, length of "before"
+_V3_HEADER_LEN = _V2_HEADER_LEN + _WINDOWS_LEN  # ... then the open windows (before the latest bar)
 _MINUTES = tuple(ROLLUP_WINDOWS.values())
 
 
@@ -48,19 +51,16 @@ class Outcome(Enum):
 class SymbolTracker:
     """The latest bar of one symbol plus the analysis before and after it."""
 
-    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows", "_after")
+    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows")
 
     def __init__(self, settings: AnalyticsSettings):
         self.settings = settings
         self.latest: tuple[float, ...] | None = None
         self.before: list[float] | None = None  # analyzer snapshot before the latest bar
-        self.analyzer = Analyzer(settings)
+        self.analyzer = Analyzer(settings)  # the analysis after the latest bar
         self.revision = 0  # how often the latest bar was revised
         # Per rollup length: the latest bar's window without the latest bar (see ``rollups``).
         self.windows: list[list[float]] = []
-        # The snapshot to_state took after the latest bar; the next bar's "before" is the same
-        # values, so the hot path takes one snapshot per bar, not two. None once the analyzer moves.
-        self._after: list[float] | None = None
 
     def offer(self, bar: Bar) -> tuple[Outcome, Enriched | None]:
         key = (bar.ts_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
@@ -73,7 +73,7 @@ class SymbolTracker:
                 self.windows = [empty_window(ts_ms, m) for m in _MINUTES]
             else:
                 self.windows = [advance(w, latest, ts_ms, m) for w, m in zip(self.windows, _MINUTES)]
-            self.before = self._after if self._after is not None else self.analyzer.snapshot()
+            self.before = self.analyzer.snapshot()  # the one snapshot per bar
         elif bar.ts_ms < latest[0]:
             return Outcome.LATE, None
         elif key == latest:
@@ -83,7 +83,6 @@ class SymbolTracker:
             self.revision += 1
             self.analyzer = Analyzer.restore(self.settings, self.before)
         self.latest = key
-        self._after = None
         return outcome, self.analyzer.update(bar)
 
     def rollups(self) -> list[list[float] | None]:
@@ -97,18 +96,20 @@ class SymbolTracker:
 
     def to_state(self) -> list[float]:
         assert self.latest is not None and self.before is not None
-        self._after = self.analyzer.snapshot()
-        return [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision), float(len(self.before)),
-                *(x for w in self.windows for x in w), *self.before, *self._after]
+        state = [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision)]
+        for window in self.windows:
+            state += window
+        state += self.before
+        return state
 
     @classmethod
     def from_state(cls, settings: AnalyticsSettings, state: list[float]) -> "SymbolTracker":
         """The tracker ``to_state`` was taken from. Raises ``IncompatibleState`` if the state has
         another layout version, was taken under other periods, or is malformed."""
         version = state[0] if state else None
-        if version not in (2, STATE_LAYOUT_VERSION):
+        if version not in (2, 3, STATE_LAYOUT_VERSION):
             raise IncompatibleState("layout_version", f"state layout {version!r}, expected {STATE_LAYOUT_VERSION}")
-        header = _HEADER_LEN if version == STATE_LAYOUT_VERSION else _V2_HEADER_LEN
+        header = {2: _V2_HEADER_LEN, 3: _V3_HEADER_LEN}.get(version, _HEADER_LEN)
         if len(state) < header:
             raise IncompatibleState("malformed", "state is truncated")
         tracker = cls(settings)
@@ -116,18 +117,19 @@ class SymbolTracker:
         try:
             tracker.latest = tuple(latest[:-1]) + (int(latest[-1]),)
             tracker.revision = int(state[1 + _LATEST_LEN])
-            split = header + int(state[_V2_HEADER_LEN - 1])
-            if version == STATE_LAYOUT_VERSION:
-                tracker.windows = [list(state[i:i + WINDOW_LEN])
-                                   for i in range(_V2_HEADER_LEN, _HEADER_LEN, WINDOW_LEN)]
-            else:
+            # Versions 2 and 3 stored the analysis after the latest bar behind the one before it.
+            end = len(state) if version == STATE_LAYOUT_VERSION else header + int(state[_V2_HEADER_LEN - 1])
+            if version == 2:
                 tracker.windows = [incomplete_window(int(latest[0]), m) for m in _MINUTES]
+            else:
+                start = header - _WINDOWS_LEN
+                tracker.windows = [list(state[i:i + WINDOW_LEN]) for i in range(start, header, WINDOW_LEN)]
         except (ValueError, OverflowError):  # NaN or infinity where a count belongs
             raise IncompatibleState("malformed", "state header is not a bar and counts") from None
-        tracker.before = list(state[header:split])
-        tracker._after = list(state[split:])
-        Analyzer.restore(settings, tracker.before)  # checked now: a revision must not fail later
-        tracker.analyzer = Analyzer.restore(settings, tracker._after)
+        tracker.before = list(state[header:end])
+        tracker.analyzer = Analyzer.restore(settings, tracker.before)
+        ts_ms, o, h, l, c, volume = tracker.latest
+        tracker.analyzer.update(Bar("", "", int(ts_ms), o, h, l, c, volume))  # only the numbers count
         return tracker
 
 

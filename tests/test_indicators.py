@@ -351,6 +351,43 @@ def test_restore_names_why_a_snapshot_does_not_fit():
     assert continued.sma_50 is not None and replace(continued, signals=()) == replace(clean, signals=())
 
 
+def version_1_snapshot(snapshot: list[float], s: AnalyticsSettings = SETTINGS) -> list[float]:
+    """A current snapshot in the layout of version 1, which kept a window of closes per indicator:
+    each SMA its last period - 1 closes, the bands their SMA's and their last bb_period, the trend
+    its last trend_window."""
+    it = iter(snapshot[1 + 10:])
+
+    def window() -> list[float]:
+        count = int(next(it))
+        return [float(count), *(next(it) for _ in range(count))]
+
+    history = window()[1:]
+
+    def last(count: int) -> list[float]:
+        values = history[-count:] if len(history) >= count else history
+        return [float(len(values)), *values]
+
+    previous, returns, volumes = next(it), window(), window()
+    totals = [next(it) for _ in range(3)]
+    averages = [next(it) for _ in range(19)]
+    bands_total = next(it)
+    vwap = [next(it) for _ in range(3)]
+    return [1.0, *snapshot[1:11], previous, *returns, *volumes,
+            totals[0], *last(s.sma_short_period - 1), totals[1], *last(s.sma_mid_period - 1),
+            totals[2], *last(s.sma_long_period - 1), *averages, bands_total, *last(s.bb_period - 1),
+            *last(s.bb_period), *vwap, *last(s.trend_window), *it]
+
+
+def test_a_version_1_snapshot_continues_exactly():
+    bars = generate_bars(8)[:140]
+    for cut in (0, 1, 4, 19, 20, 49, 50, 51, 90):
+        analyzer = Analyzer()
+        for bar in bars[:cut]:
+            analyzer.update(bar)
+        restored = Analyzer.restore(SETTINGS, version_1_snapshot(analyzer.snapshot()))
+        assert [restored.update(b) for b in bars[cut:]] == [analyzer.update(b) for b in bars[cut:]], cut
+
+
 # --- known values --------------------------------------------------------------------------------
 
 

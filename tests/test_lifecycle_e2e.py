@@ -7,7 +7,6 @@ own documents only.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import date
 

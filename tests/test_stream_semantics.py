@@ -110,9 +110,14 @@ def test_state_round_trip_continues_exactly(series):
     settings = AnalyticsSettings()
     tracker = SymbolTracker(settings)
     run(tracker, series[:40])
-    restored = SymbolTracker.from_state(settings, tracker.to_state())
+    state = tracker.to_state()
+    restored = SymbolTracker.from_state(settings, state)
     assert restored.offer(series[39]) == (Outcome.DUPLICATE, None)
     assert run(restored, series[40:]) == run(tracker, series[40:])
+    # The analysis before the latest bar is stored, the one after it rebuilt: a revision still works.
+    revised = replace(series[39], close=series[39].low, volume=series[39].volume + 1)
+    expected = run(SymbolTracker(settings), series[:39] + [revised])[-1]
+    assert run(SymbolTracker.from_state(settings, state), [revised]) == [(Outcome.REVISED, expected[1])]
 
 
 # --- restarts whose stored state no longer fits ---------------------------------------------------
@@ -253,13 +258,36 @@ def test_state_round_trip_keeps_the_open_windows(series, cut):
     assert_rollups(rollup_docs(restored, series[cut:], docs), series)
 
 
+def older_layout_state(tracker: SymbolTracker, with_windows: bool = True) -> list[float]:
+    """The tracker's state in layout 3 (or 2, without the open windows): a header of 9 floats
+    (version, latest bar, revision, length of the analysis before the latest bar), the windows, then
+    the analysis before and after the latest bar."""
+    before, after = tracker.before, tracker.analyzer.snapshot()
+    windows = [x for w in tracker.windows for x in w] if with_windows else []
+    return [3.0 if with_windows else 2.0, *tracker.latest, float(tracker.revision), float(len(before)),
+            *windows, *before, *after]
+
+
+@pytest.mark.parametrize("cut", [1, 41, 53])
+def test_a_layout_3_state_continues_exactly(series, cut):
+    settings = AnalyticsSettings()
+    tracker = SymbolTracker(settings)
+    docs = rollup_docs(tracker, series[:cut])
+    original = series[cut - 1]
+    revised = replace(original, close=original.high, volume=original.volume + 3)
+    stream = [revised] + series[cut:]  # a revision of the latest bar first: it needs the analysis before it
+    stored = older_layout_state(tracker)
+    restored, reset = restore_or_reset(settings, stored)
+    assert reset is None
+    assert_rollups(rollup_docs(restored, stream, docs), series[:cut - 1] + stream)
+    assert run(SymbolTracker.from_state(settings, stored), stream) == run(tracker, stream)
+
+
 def test_a_layout_2_state_continues_without_the_window_it_cannot_know(series):
     settings = AnalyticsSettings()
     tracker = SymbolTracker(settings)
     run(tracker, series[:41])
-    state = tracker.to_state()
-    # Layout 2: the same state without the windows, which follow the header of 9 floats.
-    version_2 = [2.0, *state[1:9], *state[9 + 18:]]
+    version_2 = older_layout_state(tracker, with_windows=False)
     restored, reset = restore_or_reset(settings, version_2)
     assert reset is None
     assert run(restored, series[41:]) == run(tracker, series[41:])  # the analysis goes on exactly
