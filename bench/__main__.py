@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--symbols", type=int, default=throughput.Options.symbols)
     t.add_argument("--tiny-bars", type=int, default=throughput.Options.tiny_bars,
                    help="the input whose run time is the fixed cost subtracted for net bars/s")
+    t.add_argument("--process-bars", type=int, default=throughput.Options.process_bars,
+                   help="the input of the process-mode variants (slower per bar)")
     t.add_argument("--reps", type=int, default=throughput.Options.reps)
     t.add_argument("--variants", default=",".join(throughput.DEFAULT_VARIANTS),
                    help=f"comma list of {', '.join(pipelines.VARIANTS)}")
@@ -78,7 +80,8 @@ def _scale(results: dict) -> dict | None:
 def _part(name: str, args: argparse.Namespace) -> dict:
     if name == "throughput":
         return throughput.run(throughput.Options(
-            bars=args.bars, symbols=args.symbols, tiny_bars=args.tiny_bars, reps=args.reps,
+            bars=args.bars, symbols=args.symbols, tiny_bars=args.tiny_bars, process_bars=args.process_bars,
+            reps=args.reps,
             variants=tuple(args.variants.split(",")), signals=not args.no_signals))
     if name == "profile":
         return profile_path.run(args.bars, args.symbols, min(args.profile_bars, args.bars))

@@ -11,6 +11,8 @@
   per-bar Python logic.
 - ``passthrough_state3k`` / ``passthrough_wide``: the pass-through plus one of ``AnalyzeBars``'s
   Flink-side costs (its per-bar state write; its wide output row), to attribute the gap.
+- ``analyze_blackhole_process`` / ``passthrough_blackhole_process``: the blackhole pair in process
+  mode (the Python worker a process of its own, records over gRPC), the job's fallback mode.
 
 Every builder returns the statement set to execute, or runs the product's own entry point; the
 timing is the runner's business (``jobrunner``).
@@ -68,10 +70,10 @@ class PassThrough(KeyedProcessFunction):
         yield value if self.wide_row is None else self.wide_row
 
 
-def environment() -> StreamTableEnvironment:
-    """The backtest's environment: thread mode, parallelism 1, no restarts."""
+def environment(execution_mode: str = "thread") -> StreamTableEnvironment:
+    """The backtest's environment: thread mode unless told, parallelism 1, no restarts."""
     prepare_local_process()
-    return create_environment(local=True, parallelism=1, keep_restarting=False)
+    return create_environment(local=True, parallelism=1, keep_restarting=False, execution_mode=execution_mode)
 
 
 def raw_records(t_env: StreamTableEnvironment, input_path: Path) -> Table:
@@ -101,11 +103,11 @@ def backtest_p2(input_path: Path, out_dir: Path, signals: bool) -> dict[str, int
     return backtest(input_path, out_dir, signals, parallelism=2)
 
 
-def analyze_blackhole(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
+def analyze_blackhole(input_path: Path, out_dir: Path, signals: bool, execution_mode: str = "thread") -> StatementSet:
     """The product's analysis; its operator also measures the time inside its ``process_element``
     (``timed_operator``, well under 1 µs per bar of its own)."""
     report = str((out_dir / OPERATOR_TIME).resolve())
-    t_env = environment()
+    t_env = environment(execution_mode)
     settings = AnalyticsSettings()
     analysis = analyze(t_env, raw_records(t_env, input_path), settings,
                        operator=TimedAnalyzeBars(settings, report))
@@ -131,8 +133,8 @@ def sql_sma20(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
 
 
 def _passthrough(input_path: Path, to_files: Path | None, operator: PassThrough | None = None,
-                 fields: list[tuple[str, str]] = INPUT_FIELDS) -> StatementSet:
-    t_env = environment()
+                 fields: list[tuple[str, str]] = INPUT_FIELDS, execution_mode: str = "thread") -> StatementSet:
+    t_env = environment(execution_mode)
     stream = (
         t_env.to_data_stream(raw_records(t_env, input_path))
         .key_by(lambda row: row[0], key_type=Types.STRING())
@@ -152,6 +154,14 @@ def passthrough(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
 
 def passthrough_blackhole(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
     return _passthrough(input_path, None)
+
+
+def analyze_blackhole_process(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
+    return analyze_blackhole(input_path, out_dir, signals, execution_mode="process")
+
+
+def passthrough_blackhole_process(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
+    return _passthrough(input_path, None, execution_mode="process")
 
 
 def passthrough_state3k(input_path: Path, out_dir: Path, signals: bool) -> StatementSet:
@@ -182,4 +192,6 @@ VARIANTS = {
     "passthrough_blackhole": passthrough_blackhole,
     "passthrough_state3k": passthrough_state3k,
     "passthrough_wide": passthrough_wide,
+    "analyze_blackhole_process": analyze_blackhole_process,
+    "passthrough_blackhole_process": passthrough_blackhole_process,
 }

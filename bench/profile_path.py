@@ -71,6 +71,9 @@ class RuntimeContextStandIn:
     def counter(self, name: str) -> _Counter:
         return _Counter()
 
+    def get_attempt_number(self) -> int:  # a first attempt: no question to OpenSearch
+        return 0
+
 
 def open_operator(operator) -> KeyedStateStandIn:
     context = RuntimeContextStandIn()

@@ -49,7 +49,7 @@ def add_bar(window: list[float], bar: tuple[float, ...]) -> list[float]:
     count = window[COUNT]
     if count == INCOMPLETE:
         return window
-    if count == 0:  # all floats: the array crosses into Java as DOUBLE[]
+    if count == 0:  # floats throughout, as the packed state and row hold them
         return [window[START], o, h, l, c, float(v), c, (h + l + c) / 3 * v, 1.0]
     return [window[START], window[OPEN], max(window[HIGH], h), min(window[LOW], l), c, window[VOLUME] + v,
             window[SUM_CLOSE] + c, window[SUM_TYPICAL_VOLUME] + (h + l + c) / 3 * v, count + 1]

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from flink_job.index_lifecycle import FAMILIES, PERIOD_CHARS, RetentionError, ism_policy, ism_policy_id, parse_retention
+from flink_job.index_lifecycle import FAMILIES, RetentionError, ism_policy, ism_policy_id, parse_retention
 
 log = logging.getLogger("index_templates_loader")
 log.setLevel(logging.INFO)
