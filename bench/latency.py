@@ -191,10 +191,10 @@ def _cpu(pgids: dict[str, int | None]) -> dict[str, float]:
     return {name: group_cpu_seconds(pgid) if pgid else 0.0 for name, pgid in pgids.items()}
 
 
-def _measure(harness: JobHarness, setting: Setting, opts: Options, base_url: str) -> dict:
+def _measure(harness: JobHarness, setting: Setting, opts: Options, base_url: str, base_ms: int) -> dict:
     tag = uuid.uuid4().hex[:6].upper()
     symbols = [f"L{tag}{i:03d}" for i in range(opts.symbols)]
-    warm = _bar(f"LW{tag}", _base_ms(), 100.0)
+    warm = _bar(f"LW{tag}", base_ms, 100.0)
     harness.start()
     try:
         harness.put_bars([warm])
@@ -202,15 +202,15 @@ def _measure(harness: JobHarness, setting: Setting, opts: Options, base_url: str
         services = all_services()
         pgids = {"job": harness.proc.pid, "opensearch": services["opensearch"].pid(),
                  "kinesis": services["kinesis"].pid()}
-        cpu_before, counters_before = _cpu(pgids), opensearch.index_counters(base_url)
+        cpu_before, counters_before = _cpu(pgids), opensearch.index_counters(base_url, base_ms)
         producer = Producer(harness, symbols, opts.warmup_rounds + opts.rounds, opts.batches, opts.interval_s,
-                            _base_ms())
+                            base_ms)
         started = time.monotonic()
         producer.start()
         seen, polling = _poll(opensearch.Poller(base_url, symbols), producer, opts.poll_s, opts.drain_timeout_s,
                               harness)
         elapsed = time.monotonic() - started
-        cpu_after, counters_after = _cpu(pgids), opensearch.index_counters(base_url)
+        cpu_after, counters_after = _cpu(pgids), opensearch.index_counters(base_url, base_ms)
     finally:
         harness.stop()
         opensearch.delete_symbols(base_url, symbols + [warm["symbol"]])  # best effort
@@ -220,7 +220,9 @@ def _measure(harness: JobHarness, setting: Setting, opts: Options, base_url: str
 
 
 def _base_ms() -> int:
-    """Bar times: whole minutes two days back, well inside the contract's window."""
+    """Bar times: whole minutes two days back, well inside the contract's window. The job writes
+    them to the index of their own month, not this month's: the one whose refresh is set and
+    counted. (A run's rounds span under half an hour of bar time from here.)"""
     return int(time.time() // 60 * 60_000) - 2 * 86_400_000
 
 
@@ -249,8 +251,9 @@ def run_setting(setting: Setting, opts: Options) -> dict:
     harness = JobHarness(work, parallelism=opts.parallelism)
     try:
         _configure(harness, setting)
-        with opensearch.refresh_interval(harness.opensearch, setting.refresh_interval):
-            result = _measure(harness, setting, opts, harness.opensearch)
+        base_ms = _base_ms()
+        with opensearch.refresh_interval(harness.opensearch, setting.refresh_interval, base_ms):
+            result = _measure(harness, setting, opts, harness.opensearch, base_ms)
     except BaseException:
         log(f"latency: kept {work} (job log) for inspection")
         raise

@@ -47,15 +47,15 @@ class Poller:
         return [hit["_id"] for hit in response.json()["hits"]["hits"]]
 
 
-def current_index() -> str:
-    """The index this month's bars go to (the benchmark's bars carry the time they are sent)."""
-    return BY_NAME[INDICATORS].index_for(datetime.now(timezone.utc).isoformat())
+def index_of(when_ms: int) -> str:
+    """The index the benchmark's bars of that time go to (their own time decides, not today's)."""
+    return BY_NAME[INDICATORS].index_for(datetime.fromtimestamp(when_ms / 1000, timezone.utc).isoformat())
 
 
-def ensure_index(base_url: str) -> str:
-    """Create this month's index from its template if no document has created it yet; its name."""
+def ensure_index(base_url: str, when_ms: int) -> str:
+    """Create the index of bars of ``when_ms`` from its template if no document has created it yet; its name."""
     resources.ensure_index_templates(base_url)
-    index = current_index()
+    index = index_of(when_ms)
     response = requests.put(f"{base_url}/{index}", timeout=30)
     if response.status_code >= 300 and "resource_already_exists" not in response.text:
         raise RuntimeError(f"cannot create {index}: HTTP {response.status_code} {response.text[:300]}")
@@ -63,12 +63,13 @@ def ensure_index(base_url: str) -> str:
 
 
 @contextmanager
-def refresh_interval(base_url: str, value: str) -> Iterator[None]:
-    """Set the index's ``refresh_interval`` for the duration, then put the previous value back.
+def refresh_interval(base_url: str, value: str, when_ms: int) -> Iterator[None]:
+    """Set the ``refresh_interval`` of the index of bars of ``when_ms`` for the duration, then put
+    the previous value back.
 
     The template only applies when the index is created, and the index is shared, so a different
     value is tried on the live index rather than by recreating it."""
-    index = ensure_index(base_url)
+    index = ensure_index(base_url, when_ms)
     url = f"{base_url}/{index}/_settings"
     current = requests.get(url, timeout=10).json()[index]["settings"]["index"].get("refresh_interval")
     if value == current:
@@ -94,9 +95,10 @@ def _restore(url: str, value: str | None, attempts: int = 30) -> None:
           f"-d '{{\"index\": {{\"refresh_interval\": \"{value}\"}}}}'", file=sys.stderr)
 
 
-def index_counters(base_url: str) -> dict[str, int]:
-    """Refreshes and indexing operations of the index so far (shared: other writers count too)."""
-    index = current_index()
+def index_counters(base_url: str, when_ms: int) -> dict[str, int]:
+    """Refreshes and indexing operations so far of the index of bars of ``when_ms`` (shared: other
+    writers count too)."""
+    index = index_of(when_ms)
     stats = requests.get(f"{base_url}/{index}/_stats/refresh,indexing", timeout=10).json()
     total = stats["indices"][index]["total"]
     return {"refreshes": total["refresh"]["total"], "indexed": total["indexing"]["index_total"]}
