@@ -5,6 +5,12 @@ A record is one JSON object per Kinesis record::
     {"symbol": "IBM", "ts": "2024-03-08T14:31:00Z", "open": 1.0, "high": 1.0, "low": 1.0,
      "close": 1.0, "volume": 100, "interval": "1min", "source": "alphavantage"}
 
+Contract version 2 adds an optional ``"basis": N`` (an integer from 0): the symbol's price basis.
+The fetcher raises it when Alpha Vantage re-bases the symbol's history (a split or a dividend) and
+re-sends that history at the new basis, oldest first. A bar of a higher basis than the symbol's
+restarts the symbol's analysis from that bar; a bar of a lower one is dead-lettered
+(``stale_basis``). A record without ``basis`` (version 1) is taken at the symbol's current basis.
+
 Pure: no Flink, no I/O. ``parse_bar`` turns raw text into a ``Bar`` or raises ``InvalidBar`` whose
 ``reason`` is a short, stable code (it becomes the dead-letter record's ``reason``).
 """
@@ -25,6 +31,8 @@ PRICE_FIELDS = ("open", "high", "low", "close")
 # volume a Java long: a value outside them is an error in the feed, not a price.
 MIN_PRICE, MAX_PRICE = 1e-6, 1e9
 MAX_VOLUME = 10**15
+MAX_BASIS = 2**31 - 1
+NO_BASIS = -1  # a version-1 record: no claim, taken at the symbol's current basis
 RAW_LIMIT_BYTES = 10 * 1024  # a dead letter keeps the first 10 KB of the record, as UTF-8
 
 
@@ -51,14 +59,18 @@ class Bar:
     volume: int
     interval: str = "1min"
     source: str = "alphavantage"
+    basis: int = NO_BASIS
 
     def to_record(self) -> dict:
-        """The bar as its public JSON contract."""
-        return {
+        """The bar as its public JSON contract (``basis`` only when the record named one)."""
+        record = {
             "symbol": self.symbol, "ts": self.ts, "open": self.open, "high": self.high,
             "low": self.low, "close": self.close, "volume": self.volume,
             "interval": self.interval, "source": self.source,
         }
+        if self.basis != NO_BASIS:
+            record["basis"] = self.basis
+        return record
 
 
 def format_ts(ts_ms: int) -> str:
@@ -143,7 +155,12 @@ def validate_record(record: object, now_ms: int) -> Bar:
     source = record.get("source", "alphavantage")
     if not isinstance(interval, str) or not isinstance(source, str):
         raise InvalidBar("bad_type", "interval and source must be strings")
-    return Bar(symbol, ts, ts_ms, o, h, l, c, volume, interval[:16], source[:32])
+    basis = record.get("basis")
+    if basis is None:
+        basis = NO_BASIS
+    elif basis.__class__ is not int or not 0 <= basis <= MAX_BASIS:  # bool is not int here
+        raise InvalidBar("bad_basis", f"basis must be an integer from 0 to {MAX_BASIS}")
+    return Bar(symbol, ts, ts_ms, o, h, l, c, volume, interval[:16], source[:32], basis)
 
 
 def _prices(record: dict) -> tuple[float, float, float, float]:

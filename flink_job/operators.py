@@ -30,7 +30,7 @@ from flink_job.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker,
 from flink_job.write_blocks import report_write_blocks
 
 DLQ_TAG = OutputTag("dlq", row_type(DLQ_FIELDS))
-COUNTERS = ("dead_letters", "late_bars", "duplicate_bars", "revised_bars", "state_resets")
+COUNTERS = ("dead_letters", "late_bars", "duplicate_bars", "revised_bars", "state_resets", "rebased_symbols")
 
 
 def packed_state(values: list[float]) -> bytes:
@@ -47,7 +47,8 @@ class AnalyzeBars(KeyedProcessFunction):
     """Keyed by symbol. Emits one enriched row per applied or revised bar, immediately, with its
     signals (``pipeline`` makes the signal rows from them).
 
-    Side output: one dead letter per rejected record (``DLQ_TAG``: invalid input or a late bar).
+    Side output: one dead letter per rejected record (``DLQ_TAG``: invalid input, a late bar or a bar
+    of an older price basis).
     Metrics: the ``COUNTERS``. Log lines (``logs``): a ``state_reset`` per symbol whose stored state
     no longer fits, and at most once per ``summary_interval_ms`` a ``summary`` (and
     ``state_restored`` after a restore).
@@ -129,10 +130,18 @@ class AnalyzeBars(KeyedProcessFunction):
             self.counters["duplicate_bars"].inc()
             self.activity.duplicate_bars += 1
             return
+        if outcome is Outcome.STALE_BASIS:
+            yield self._reject(record_id, raw, "stale_basis",
+                               f"price basis {bar.basis} is older than the symbol's {tracker.basis}", now_ms)
+            return
         self.activity.accepted_bars += 1
         if outcome is Outcome.REVISED:
             self.counters["revised_bars"].inc()
             self.activity.revised_bars += 1
+        elif outcome is Outcome.REBASED:
+            self.counters["rebased_symbols"].inc()
+            log_event("rebased", symbol=symbol, basis=bar.basis, first_ts=bar.ts,
+                      action="the symbol's analysis restarts from this bar at the new price basis")
         self.state.update(packed_state(tracker.to_state()))
         yield enriched_row(enriched, tracker.rollups())
 

@@ -5,6 +5,10 @@
 - A bar with the latest bar's ``ts`` and other values is a revision: the analysis is recomputed from the
   state before the latest bar, and the result replaces the previous one (same document ids).
 - A bar older than the latest is late: it is not applied.
+- A bar of a higher price basis than the symbol's (bar contract version 2, see ``bars``) restarts the
+  symbol's analysis from that bar: Alpha Vantage re-based the history (a split or a dividend) and the
+  fetcher re-sends it at the new basis, so nothing before it belongs to the same series. A bar of a
+  lower basis is stale: it is not applied.
 
 The tracker also keeps the symbol's open 5- and 15-minute rollup windows (``rollups``), so they
 follow the same rules and depend on no other symbol.
@@ -24,20 +28,23 @@ from __future__ import annotations
 from enum import Enum
 
 from flink_job.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
-from flink_job.bars import Bar
+from flink_job.bars import NO_BASIS, Bar
 from flink_job.rollups import COUNT, INCOMPLETE, ROLLUP_WINDOWS, WINDOW_LEN, add_bar, advance, empty_window, \
     incomplete_window
 
 # Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version;
 # 3 adds the rollup windows; 4 keeps the analysis before the latest bar only (the analysis after it is
-# that bar re-applied, when the state is read). Versions 2 and 3 are still read: their analysis after
-# the latest bar is left aside and rebuilt the same way, and a version 2's open windows become incomplete.
-STATE_LAYOUT_VERSION = 4
+# that bar re-applied, when the state is read); 5 adds the price basis after the revision count.
+# Versions 2 to 4 are still read (at basis 0): the analysis after the latest bar of 2 and 3 is left
+# aside and rebuilt the same way, and a version 2's open windows become incomplete.
+STATE_LAYOUT_VERSION = 5
 _LATEST_LEN = 6  # ts_ms, open, high, low, close, volume
 _WINDOWS_LEN = WINDOW_LEN * len(ROLLUP_WINDOWS)
-_HEADER_LEN = 1 + _LATEST_LEN + 1 + _WINDOWS_LEN  # version, latest bar, revision, open windows
+_HEADER_LEN = 1 + _LATEST_LEN + 2 + _WINDOWS_LEN  # version, latest bar, revision, basis, open windows
 _V2_HEADER_LEN = 1 + _LATEST_LEN + 2  # version, latest bar, revision, length of "before"
 _V3_HEADER_LEN = _V2_HEADER_LEN + _WINDOWS_LEN  # ... then the open windows (before the latest bar)
+_V4_HEADER_LEN = 1 + _LATEST_LEN + 1 + _WINDOWS_LEN  # version, latest bar, revision, open windows
+_HEADERS = {2: _V2_HEADER_LEN, 3: _V3_HEADER_LEN, 4: _V4_HEADER_LEN, STATE_LAYOUT_VERSION: _HEADER_LEN}
 _MINUTES = tuple(ROLLUP_WINDOWS.values())
 
 
@@ -46,27 +53,40 @@ class Outcome(Enum):
     REVISED = "revised"
     DUPLICATE = "duplicate"
     LATE = "late"
+    REBASED = "rebased"  # applied as the first bar of a new price basis: the analysis restarted
+    STALE_BASIS = "stale_basis"  # of an older price basis than the symbol's: not applied
 
 
 class SymbolTracker:
     """The latest bar of one symbol plus the analysis before and after it."""
 
-    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows")
+    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows", "basis")
 
-    def __init__(self, settings: AnalyticsSettings):
+    def __init__(self, settings: AnalyticsSettings, basis: int = 0):
         self.settings = settings
+        self._start(basis)
+
+    def _start(self, basis: int) -> None:
+        """An empty series at ``basis``: no bar, no analysis, no open windows."""
+        self.basis = basis  # the price basis of the series (bar contract version 2)
         self.latest: tuple[float, ...] | None = None
         self.before: list[float] | None = None  # analyzer snapshot before the latest bar
-        self.analyzer = Analyzer(settings)  # the analysis after the latest bar
+        self.analyzer = Analyzer(self.settings)  # the analysis after the latest bar
         self.revision = 0  # how often the latest bar was revised
         # Per rollup length: the latest bar's window without the latest bar (see ``rollups``).
         self.windows: list[list[float]] = []
 
     def offer(self, bar: Bar) -> tuple[Outcome, Enriched | None]:
+        rebased = False
+        if bar.basis != self.basis and bar.basis != NO_BASIS:
+            if bar.basis < self.basis:
+                return Outcome.STALE_BASIS, None
+            self._start(bar.basis)  # the series starts again with this bar
+            rebased = True
         key = (bar.ts_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
         latest = self.latest
         if latest is None or bar.ts_ms > latest[0]:
-            outcome = Outcome.APPLIED
+            outcome = Outcome.REBASED if rebased else Outcome.APPLIED
             self.revision = 0
             ts_ms = bar.ts_ms
             if latest is None:
@@ -96,7 +116,7 @@ class SymbolTracker:
 
     def to_state(self) -> list[float]:
         assert self.latest is not None and self.before is not None
-        state = [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision)]
+        state = [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision), float(self.basis)]
         for window in self.windows:
             state += window
         state += self.before
@@ -107,9 +127,9 @@ class SymbolTracker:
         """The tracker ``to_state`` was taken from. Raises ``IncompatibleState`` if the state has
         another layout version, was taken under other periods, or is malformed."""
         version = state[0] if state else None
-        if version not in (2, 3, STATE_LAYOUT_VERSION):
+        if version not in _HEADERS:
             raise IncompatibleState("layout_version", f"state layout {version!r}, expected {STATE_LAYOUT_VERSION}")
-        header = {2: _V2_HEADER_LEN, 3: _V3_HEADER_LEN}.get(version, _HEADER_LEN)
+        header = _HEADERS[version]
         if len(state) < header:
             raise IncompatibleState("malformed", "state is truncated")
         tracker = cls(settings)
@@ -117,8 +137,10 @@ class SymbolTracker:
         try:
             tracker.latest = tuple(latest[:-1]) + (int(latest[-1]),)
             tracker.revision = int(state[1 + _LATEST_LEN])
+            if version == STATE_LAYOUT_VERSION:
+                tracker.basis = int(state[2 + _LATEST_LEN])
             # Versions 2 and 3 stored the analysis after the latest bar behind the one before it.
-            end = len(state) if version == STATE_LAYOUT_VERSION else header + int(state[_V2_HEADER_LEN - 1])
+            end = len(state) if version >= 4 else header + int(state[_V2_HEADER_LEN - 1])
             if version == 2:
                 tracker.windows = [incomplete_window(int(latest[0]), m) for m in _MINUTES]
             else:

@@ -56,6 +56,11 @@ def variant(**changes) -> str:
     (variant(symbol="ÅAPL"), "bad_symbol"),
     (variant(symbol="X" * 13), "bad_symbol"),
     (variant(symbol=42), "bad_symbol"),
+    (variant(basis=-1), "bad_basis"),
+    (variant(basis=1.0), "bad_basis"),
+    (variant(basis=True), "bad_basis"),
+    (variant(basis="2"), "bad_basis"),
+    (variant(basis=2**31), "bad_basis"),
 ])
 def test_each_bad_input_class_has_its_reason(raw, reason):
     with pytest.raises(InvalidBar) as err:
@@ -104,6 +109,52 @@ def test_late_bar_is_not_applied(series):
     run(tracker, series[:50])
     assert tracker.offer(series[10]) == (Outcome.LATE, None)
     assert run(tracker, series[50:]) == run(SymbolTracker(AnalyticsSettings()), series)[50:]
+
+
+def _rebased(bars, factor: float, basis: int):
+    return [replace(b, open=b.open / factor, high=b.high / factor, low=b.low / factor, close=b.close / factor,
+                    volume=int(b.volume * factor), basis=basis) for b in bars]
+
+
+def test_a_basis_is_read_and_kept_and_a_version_1_record_has_none():
+    assert parse_bar(variant(basis=3), NOW_MS).basis == 3
+    assert parse_bar(variant(basis=3), NOW_MS).to_record() == dict(GOOD, basis=3)
+    assert parse_bar(variant(basis=None), NOW_MS).to_record() == dict(GOOD)
+
+
+def test_a_new_basis_restarts_the_analysis_from_its_first_bar(series):
+    """A 2:1 split re-sent from the start: the result is that of the adjusted series alone, and the
+    old-basis history leaves no trace (no anomaly, no cross at the split)."""
+    tracker = SymbolTracker(AnalyticsSettings())
+    run(tracker, series[:60])
+    adjusted = _rebased(series, 2.0, basis=1)
+    outcomes = run(tracker, adjusted)
+    assert outcomes[0][0] is Outcome.REBASED
+    assert [o for o, _ in outcomes[1:]] == [Outcome.APPLIED] * (len(series) - 1)
+    alone = run(SymbolTracker(AnalyticsSettings()), adjusted)
+    assert [e for _, e in outcomes] == [e for _, e in alone]
+    assert tracker.basis == 1
+    # Bars without a basis (version 1) continue the current series; an older basis is stale.
+    more = generate_bars(3)[80:82]
+    assert tracker.offer(replace(more[0], basis=0)) == (Outcome.STALE_BASIS, None)
+    assert tracker.offer(more[0])[0] is Outcome.APPLIED
+    assert tracker.offer(replace(more[1], basis=1))[0] is Outcome.APPLIED
+
+
+def test_the_basis_survives_a_state_round_trip_and_a_version_4_state_reads_at_basis_0(series):
+    settings = AnalyticsSettings()
+    tracker = SymbolTracker(settings)
+    run(tracker, _rebased(series[:40], 2.0, basis=2))
+    restored = SymbolTracker.from_state(settings, tracker.to_state())
+    assert restored.basis == 2
+    assert run(restored, _rebased(series[40:], 2.0, basis=2)) == run(tracker, _rebased(series[40:], 2.0, basis=2))
+    plain = SymbolTracker(settings)
+    run(plain, series[:40])
+    state = plain.to_state()
+    version_4 = [4.0] + state[1:8] + state[9:]  # the layout before the basis: no basis field
+    old = SymbolTracker.from_state(settings, version_4)
+    assert old.basis == 0
+    assert run(old, series[40:]) == run(plain, series[40:])
 
 
 def test_state_round_trip_continues_exactly(series):
