@@ -8,7 +8,7 @@ The browser talks only to this server: it never learns where OpenSearch is and c
 questions below. API (GET, JSON; errors are ``{"error": "..."}`` with a 4xx/5xx status):
 
     /api/health                                   OpenSearch reachable? 200 or 503
-    /api/symbols                                  symbols with enriched bars
+    /api/symbols                                  symbols with enriched bars, each with its freshness
     /api/bars?symbol=IBM[&limit=N][&after=T]      enriched bars in time order (latest N, or from T on)
     /api/signals[?symbol=IBM][&since=T][&limit=N] signals, newest first (from T on)
     /api/alerts[?since=T][&limit=N]               alerts sent (``python -m alerts``), newest first
@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from dashboards.live import params
 from dashboards.live.alerts_reader import AlertsReader
+from dashboards.live.freshness import freshness
 from dashboards.live.opensearch_reader import OpenSearchUnavailable, Reader
 from stack.services import Ports
 
@@ -103,7 +105,9 @@ class DashboardHandler(BaseHTTPRequestHandler):
         return {"status": "ok", "opensearch": self.reader.health()}
 
     def symbols(self, query: dict) -> dict:
-        return {"symbols": self.reader.symbols()}
+        now = datetime.now(timezone.utc)
+        return {"symbols": [{**s, "freshness": freshness(s.get("last_ts"), s.get("last_source"), now).to_dict()}
+                            for s in self.reader.symbols()]}
 
     def bars(self, query: dict) -> dict:
         symbol = params.symbol(query)

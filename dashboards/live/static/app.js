@@ -318,6 +318,16 @@
       picker.replaceChildren(...names.map((n) => new Option(n, n)));
     }
     picker.value = state.symbol || '';
+    renderFreshness();
+  }
+
+  // The selected symbol's freshness, as the server labels it (dashboards/live/freshness.py).
+  function renderFreshness() {
+    const entry = state.symbols.find((s) => s.symbol === state.symbol);
+    const fresh = entry && entry.freshness ? entry.freshness : { state: 'none', label: '' };
+    const badge = $('freshness');
+    badge.dataset.state = fresh.state;
+    badge.textContent = fresh.label;
   }
 
   function selectSymbol(symbol) {
