@@ -143,12 +143,13 @@ SNAPSHOT_LEN = 2 + len(TOTALS) + 4 * HISTORY  # version, count, totals, OHLC of 
 O, H, L, C, BODY, RANGE, UPPER, LOWER, WHITE = range(9)
 # The range a total sums, by the kind in TOTALS (RB -> BODY, HL -> RANGE).
 _FIELD = (BODY, RANGE)
-# Per start index, the totals that begin there and those moved along (start, [(slot, field, ...)]).
+# Per start index, the totals TA-Lib begins summing there: [(slot, field, period, offset)].
 _BY_START = {start: [(slot, _FIELD[kind], period, offset)
                      for slot, (kind, period, offset, s) in enumerate(TOTALS) if s == start]
              for start in sorted({t[3] for t in TOTALS})}
 # Each total as (slot, field, newest index from the end, leaving index from the end, start): after
-# bar i is evaluated, total += range(i - offset) - range(i - offset - period).
+# bar i is evaluated, total += range(i - offset) - range(i - offset - period) (``_move_all`` is
+# the same, unrolled, once every total is live).
 _MOVES = tuple((slot, _FIELD[kind], -1 - offset, -1 - offset - period, start)
                for slot, (kind, period, offset, start) in enumerate(TOTALS))
 
@@ -159,6 +160,35 @@ def features(o: float, h: float, l: float, c: float) -> tuple:
     if c >= o:
         return (o, h, l, c, abs(c - o), h - l, h - c, o - l, True)
     return (o, h, l, c, abs(c - o), h - l, h - o, c - l, False)
+
+
+def _move_all(totals: list[float], b0: tuple, b1: tuple, bars: deque) -> None:
+    """Every total's move once all are live: the generic loop of ``update`` unrolled, each range
+    difference computed once for the totals sharing it (the same float operations per total)."""
+    b2 = bars[-3]
+    d = b0[RANGE] - bars[-11][RANGE]  # high-low, period 10, this candle
+    totals[0] += d
+    totals[3] += d
+    totals[11] += d
+    totals[16] += d
+    d = b1[RANGE] - bars[-12][RANGE]  # high-low, period 10, previous candle
+    totals[10] += d
+    totals[15] += d
+    d = b2[RANGE] - bars[-13][RANGE]  # high-low, period 10, the one before
+    totals[9] += d
+    totals[14] += d
+    d = b1[RANGE] - bars[-7][RANGE]  # high-low, period 5, previous candle
+    totals[4] += d
+    totals[13] += d
+    totals[12] += b2[RANGE] - bars[-8][RANGE]  # high-low, period 5, the one before
+    d = b0[BODY] - bars[-11][BODY]  # real body, period 10, this candle
+    totals[1] += d
+    totals[2] += d
+    totals[8] += d
+    d = b1[BODY] - bars[-12][BODY]  # real body, period 10, previous candle
+    totals[5] += d
+    totals[7] += d
+    totals[6] += b2[BODY] - bars[-13][BODY]  # real body, period 10, the one before
 
 
 class CandlePatterns:
@@ -228,9 +258,12 @@ class CandlePatterns:
                     self._crows(out, cur, p1, bars[-3], bars[-4], totals)
 
         # Move the totals along, after this bar's decisions, as TA-Lib's loops do.
-        for slot, field, new, old, start in _MOVES:
-            if n >= start:
-                totals[slot] += bars[new][field] - bars[old][field]
+        if n < COUNT_CAP:
+            for slot, field, new, old, start in _MOVES:
+                if n >= start:
+                    totals[slot] += bars[new][field] - bars[old][field]
+        else:
+            _move_all(totals, cur, p1, bars)
         return out
 
     @staticmethod

@@ -22,7 +22,8 @@ import talib
 
 from flink_job.patterns import (
     DEFAULT_SIGNAL_MIN_STRENGTH, DEFAULT_SIGNAL_PATTERNS, HISTORY, LOOKBACK, PATTERN_NAMES,
-    SNAPSHOT_LEN, SNAPSHOT_VERSION, CandlePatterns, parse_signal_patterns, pattern_signals,
+    SNAPSHOT_LEN, SNAPSHOT_VERSION, CandlePatterns, _move_all, _MOVES, parse_signal_patterns,
+    pattern_signals,
 )
 
 Row = tuple[float, float, float, float]  # open, high, low, close
@@ -197,7 +198,8 @@ def test_revised_bars_recompute():
     rows = generated_bars(seed=11, count=4000)
     rng = random.Random(12)
     patterns = CandlePatterns()
-    outputs = []
+    outputs: list[dict[str, int]] = []
+    provisional_outputs: dict[int, dict[str, int]] = {}
     for i, row in enumerate(rows):
         if i % 20 == 7:
             before = patterns.snapshot()
@@ -208,8 +210,11 @@ def test_revised_bars_recompute():
             want = talib_outputs(rows[:i] + [provisional])
             assert got == {n: int(v[-1]) for n, v in want.items() if v[-1] != 0}, i
             patterns = CandlePatterns.restore(before)
+            provisional_outputs[i] = got
         outputs.append(patterns.update(*row))
     assert_matches_talib(rows, outputs)
+    changed = sum(outputs[i] != got for i, got in provisional_outputs.items())
+    assert changed > len(provisional_outputs) // 10  # the revisions did change patterns
 
 
 def test_snapshot_restore_at_every_bar_continues_exactly():
@@ -232,6 +237,21 @@ def test_state_is_bounded():
         patterns.update(*row)
     assert len(patterns.snapshot()) == SNAPSHOT_LEN == 2 + 17 + 4 * HISTORY
     assert HISTORY == 13
+
+
+def test_unrolled_moves_equal_the_generic_loop():
+    """Once every total is live, ``update`` moves them with unrolled code: it must do exactly what
+    the loop over ``TOTALS`` does."""
+    patterns = CandlePatterns()
+    for row in generated_bars(seed=16, count=2000):
+        patterns.update(*row)
+        bars, totals = patterns._bars, list(patterns._totals)
+        if len(bars) == HISTORY:
+            generic = list(totals)
+            for slot, field, new, old, _ in _MOVES:
+                generic[slot] += bars[new][field] - bars[old][field]
+            _move_all(totals, bars[-1], bars[-2], bars)
+            assert totals == generic
 
 
 @pytest.mark.parametrize("snapshot, message", [
