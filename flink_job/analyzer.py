@@ -22,13 +22,17 @@ from flink_job.indicators import (
     PERIOD_FIELDS, EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, Return, SessionVWAP, Trend,
     TrailingZScore, VolumeZScore, dump_window, load_window, new_york_session,
 )
+from flink_job.patterns import SNAPSHOT_LEN, CandlePatterns, pattern_signals
 from flink_job.signals import (
     INITIAL_STATE, Reading, Signal, SignalState, detect, dump_state, load_state,
 )
 
 REGULAR = "regular"
+CANDLE_PATTERN = "candle_pattern"  # the signal type of a candlestick pattern (detail: its TA-Lib name)
 EXTENDED = "extended"
-SNAPSHOT_VERSION = 2.0  # 2: one history of closes instead of a window per indicator
+# 2: one history of closes instead of a window per indicator; 3: the candlestick patterns' state at
+# the end (a version 1 or 2 snapshot restores with the patterns' warm-up, 13 bars, starting again).
+SNAPSHOT_VERSION = 3.0
 DEFAULT_SETTINGS = AnalyticsSettings()
 
 
@@ -75,6 +79,7 @@ class Enriched:
     vwap: float | None
     trend: str | None  # "up", "down" or "flat"
     trend_slope: float | None  # least-squares slope per bar / mean close, over the trend window
+    patterns: dict[str, int]  # TA-Lib candlestick function -> its non-zero output for this bar
     signals: tuple[Signal, ...]
 
     def to_record(self) -> dict:
@@ -104,7 +109,7 @@ class Analyzer:
 
     __slots__ = ("settings", "_return", "_return_z", "_volume_z", "_sma_short", "_sma_mid",
                  "_sma_long", "_ema_fast", "_ema_slow", "_macd", "_rsi", "_bands", "_vwap",
-                 "_trend", "_closes", "_parts", "_signal_state")
+                 "_trend", "_closes", "_parts", "_signal_state", "_patterns")
 
     def __init__(self, settings: AnalyticsSettings = DEFAULT_SETTINGS) -> None:
         s = settings
@@ -130,6 +135,7 @@ class Analyzer:
                        self._sma_mid, self._sma_long, self._ema_fast, self._ema_slow, self._macd,
                        self._rsi, self._bands, self._vwap, self._trend)
         self._signal_state: SignalState = INITIAL_STATE
+        self._patterns = CandlePatterns()
 
     def update(self, bar: Bar) -> Enriched:
         close = bar.close
@@ -150,12 +156,23 @@ class Analyzer:
             Reading(close, sma_mid, sma_long, macd, macd_signal, rsi, bb_upper, bb_lower,
                     volume_z, return_1, return_z, trend, trend_slope),
             self.settings)
+        patterns = self._patterns.update(bar.open, bar.high, bar.low, close)
+        if patterns:
+            signals = self._with_pattern_signals(signals, patterns)
         return Enriched(
             bar.symbol, bar.ts, bar.ts_ms, bar.open, bar.high, bar.low, close, bar.volume,
             bar.interval, bar.source, REGULAR if regular else EXTENDED, return_1, return_z,
             volume_z, self._sma_short.update(close), sma_mid, sma_long,
             self._ema_fast.update(close), self._ema_slow.update(close), macd, macd_signal,
-            macd_hist, rsi, bb_upper, bb_middle, bb_lower, vwap, trend, trend_slope, signals)
+            macd_hist, rsi, bb_upper, bb_middle, bb_lower, vwap, trend, trend_slope, patterns, signals)
+
+    def _with_pattern_signals(self, signals: tuple[Signal, ...], patterns: dict[str, int]) -> tuple[Signal, ...]:
+        s = self.settings
+        found = pattern_signals(patterns, s.signal_patterns, s.pattern_min_strength)
+        if not found:
+            return signals
+        return signals + tuple(Signal(CANDLE_PATTERN, "up" if value > 0 else "down", float(value), name)
+                               for name, value in found)
 
     def snapshot(self) -> list[float]:
         """The whole state as a flat list of floats (None as NaN, counts and codes as floats)."""
@@ -164,6 +181,7 @@ class Analyzer:
         for part in self._parts:
             part.dump(out)
         dump_state(self._signal_state, out)
+        out += self._patterns.snapshot()
         return out
 
     @classmethod
@@ -174,7 +192,7 @@ class Analyzer:
         it = iter(snapshot)
         try:
             version = next(it)
-            if version not in (1.0, SNAPSHOT_VERSION):
+            if version not in (1.0, 2.0, SNAPSHOT_VERSION):
                 raise IncompatibleState("layout_version",
                                         f"analysis snapshot version {version!r}, expected {SNAPSHOT_VERSION!r}")
             periods = [next(it) for _ in PERIOD_FIELDS]
@@ -188,6 +206,8 @@ class Analyzer:
             for part in analyzer._parts:
                 part.load(it)
             analyzer._signal_state = load_state(it)
+            if version == SNAPSHOT_VERSION:
+                analyzer._patterns = CandlePatterns.restore(list(islice(it, SNAPSHOT_LEN)))
         except StopIteration:
             raise IncompatibleState("malformed", "snapshot is truncated") from None
         except KeyError:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flink_job.indicators import PERIOD_FIELDS, AnalyticsSettings
+from flink_job.patterns import parse_signal_patterns
 
 MANAGED_PROPERTIES_PATH = Path("/etc/flink/application_properties.json")
 # Test-only: where a local standalone cluster's job reads the file Managed Flink would write.
@@ -161,6 +162,11 @@ def _opensearch(groups: Groups) -> OpenSearchConfig:
 
 def _analytics_value(name: str, text: str) -> Any:
     group = "Analytics"
+    if name == "signal_patterns":
+        try:
+            return parse_signal_patterns(text)
+        except ValueError as err:
+            raise ConfigError(f"{group}.{name}: {err}") from None
     if name in PERIOD_FIELDS:
         try:
             value = int(text.strip())
@@ -227,6 +233,10 @@ def load_config(path: Path = MANAGED_PROPERTIES_PATH) -> JobConfig:
     return parse_config(read_property_groups(path))
 
 
+def _plain(value: Any) -> Any:
+    return sorted(value) if isinstance(value, frozenset) else value
+
+
 def describe(config: JobConfig) -> dict[str, Any]:
     """The configuration as plain values for the start log line: secrets are masked."""
 
@@ -242,7 +252,7 @@ def describe(config: JobConfig) -> dict[str, Any]:
                         "password": "***" if os_config.password else None,
                         "bulk.flush.interval": os_config.flush_interval,
                         "bulk.flush.max-actions": os_config.flush_max_actions},
-        "Analytics": {f.name: getattr(config.analytics, f.name) for f in fields(AnalyticsSettings)},
+        "Analytics": {f.name: _plain(getattr(config.analytics, f.name)) for f in fields(AnalyticsSettings)},
         "Runtime": {"python.execution-mode": config.runtime.execution_mode,
                     "log.summary.interval": f"{config.runtime.summary_interval_ms}ms"},
     }

@@ -24,6 +24,8 @@ from itertools import islice
 from operator import mul, sub
 from zoneinfo import ZoneInfo
 
+from flink_job.patterns import DEFAULT_SIGNAL_MIN_STRENGTH, DEFAULT_SIGNAL_PATTERNS, PATTERN_NAMES
+
 NAN = math.nan
 NONE3: tuple[None, None, None] = (None, None, None)
 
@@ -64,6 +66,10 @@ class AnalyticsSettings:
     # A crossing difference within cross_tolerance * close counts as zero: flat runs leave ULP-sized
     # residues in running sums and EMAs whose sign is noise, not a cross.
     cross_tolerance: float = 1e-12
+    # Which candlestick patterns are also signals (``candle_pattern``), and the |TA-Lib output| they
+    # need: see ``patterns`` for the measured rates behind the defaults.
+    signal_patterns: frozenset[str] = DEFAULT_SIGNAL_PATTERNS
+    pattern_min_strength: float = DEFAULT_SIGNAL_MIN_STRENGTH
 
     def __post_init__(self) -> None:
         for name in PERIOD_FIELDS:
@@ -72,7 +78,12 @@ class AnalyticsSettings:
                 raise ValueError(f"{name} must be an integer >= 2")
         if self.ema_fast_period >= self.ema_slow_period:
             raise ValueError("ema_fast_period must be below ema_slow_period")
+        unknown = set(self.signal_patterns) - set(PATTERN_NAMES)
+        if unknown:
+            raise ValueError(f"signal_patterns: unknown pattern(s) {sorted(unknown)}")
         for f in fields(self):
+            if f.name == "signal_patterns":
+                continue
             value = getattr(self, f.name)
             finite = isinstance(value, (int, float)) and math.isfinite(value)
             if f.name not in PERIOD_FIELDS and not finite:

@@ -155,10 +155,12 @@ _INCOMPLETE = (math.nan,) * WINDOW_LEN
 
 def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None]) -> Row:
     """A row of ``OPERATOR_FIELDS``: the plain fields, the numbers and the symbol's open rollup
-    windows packed (see ``schema``), the signals as four parallel arrays."""
+    windows packed (see ``schema``), the patterns as two and the signals as four parallel arrays."""
     numbers = [math.nan if v is None else v for v in _NUMBERS(enriched)]
     for window in rollups:
         numbers += _INCOMPLETE if window is None else window
     signals = enriched.signals  # empty lists, not NULL, without signals: thread mode cannot convert NULL
-    return Row(*_PLAIN_FIELDS(enriched), _PACK(*numbers), [s.type for s in signals],
+    patterns = enriched.patterns
+    return Row(*_PLAIN_FIELDS(enriched), _PACK(*numbers), list(patterns), list(patterns.values()),
+               [s.type for s in signals],
                [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals])

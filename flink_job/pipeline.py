@@ -18,7 +18,8 @@ from flink_job.analyzer import AnalyticsSettings
 from flink_job.config import OpenSearchConfig
 from flink_job.operators import DLQ_TAG, AnalyzeBars
 from flink_job.schema import (
-    ENRICHED_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_DOUBLE_FUNCTION, PACKED_FIELD, SIGNAL_ITEM_FIELDS,
+    ENRICHED_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_DOUBLE_FUNCTION, PACKED_FIELD, PATTERNS_FIELD, PATTERNS_SQL,
+    SIGNAL_ITEM_FIELDS,
     ZIP_SIGNALS_FUNCTION, ZIP_SIGNALS_SQL, names, packed_double_sql, row_type,
 )
 
@@ -79,6 +80,8 @@ def _enriched_columns() -> str:
     def column(name: str) -> str:
         if name == "signals":
             return f"{ZIP_SIGNALS_SQL} AS `signals`"
+        if name == PATTERNS_FIELD[0]:
+            return f"{PATTERNS_SQL} AS `{name}`"
         if name in NUMBERS:
             return f"{packed_double_sql(PACKED_FIELD[0], NUMBERS.index(name))} AS `{name}`"
         return f"`{name}`"

@@ -20,6 +20,8 @@ INDICATOR_FIELDS = [
     ("bb_upper", DOUBLE), ("bb_middle", DOUBLE), ("bb_lower", DOUBLE), ("vwap", DOUBLE),
     ("session", STRING), ("return_1", DOUBLE), ("volume_z_20", DOUBLE), ("trend", STRING),
 ]
+# The bar's candlestick patterns: TA-Lib function name -> its non-zero output (``patterns``).
+PATTERNS_FIELD = ("patterns", f"MAP<{STRING}, {LONG}>")
 SIGNAL_ITEM_FIELDS = [("type", STRING), ("direction", STRING), ("value", DOUBLE), ("detail", STRING)]
 SIGNALS_SQL_TYPE = "ARRAY<ROW<" + ", ".join(f"`{n}` {t}" for n, t in SIGNAL_ITEM_FIELDS) + ">>"
 
@@ -37,14 +39,18 @@ PACKED_DOUBLE_FUNCTION = ("packed_double", "stockanalytics.flink.PackedDouble") 
 # ARRAY into one reused Row object (every element would equal the last), so the `signals` rows are
 # zipped on the Java side (ZIP_SIGNALS_SQL).
 SIGNAL_ARRAY_FIELDS = [(f"signal_{name}s", f"ARRAY<{sql_type}>") for name, sql_type in SIGNAL_ITEM_FIELDS]
+# The patterns travel as two parallel arrays too (a Python dict would cross as a generic map per bar);
+# SQL makes the map with MAP_FROM_ARRAYS (PATTERNS_SQL).
+PATTERN_ARRAY_FIELDS = [("pattern_names", f"ARRAY<{STRING}>"), ("pattern_values", f"ARRAY<{LONG}>")]
+PATTERNS_SQL = f"MAP_FROM_ARRAYS({', '.join(n for n, _ in PATTERN_ARRAY_FIELDS)})"
 OPERATOR_FIELDS = ([(n, t) for n, t in BAR_FIELDS + INDICATOR_FIELDS if t != DOUBLE] + [PACKED_FIELD]
-                   + SIGNAL_ARRAY_FIELDS)
+                   + PATTERN_ARRAY_FIELDS + SIGNAL_ARRAY_FIELDS)
 ZIP_SIGNALS_FUNCTION = ("zip_signals", "stockanalytics.flink.ZipSignals")  # flink_job/src/main/java
 ZIP_SIGNALS_SQL = f"{ZIP_SIGNALS_FUNCTION[0]}({', '.join(n for n, _ in SIGNAL_ARRAY_FIELDS)})"
 # Internal, not published: the packed numbers, from whose windows ``rollups.rollup_query`` makes
 # the rollup documents.
 INTERNAL_FIELDS = [PACKED_FIELD]
-ENRICHED_FIELDS = BAR_FIELDS + INDICATOR_FIELDS + [("signals", SIGNALS_SQL_TYPE)] + INTERNAL_FIELDS
+ENRICHED_FIELDS = BAR_FIELDS + INDICATOR_FIELDS + [PATTERNS_FIELD, ("signals", SIGNALS_SQL_TYPE)] + INTERNAL_FIELDS
 
 
 def packed_double_sql(column: str, index: int) -> str:
@@ -76,6 +82,8 @@ SIGNAL_ITEM_TYPE = Types.ROW_NAMED([n for n, _ in SIGNAL_ITEM_FIELDS],
 def _flink_type(sql_type: str):
     if sql_type == SIGNALS_SQL_TYPE:
         return Types.OBJECT_ARRAY(SIGNAL_ITEM_TYPE)
+    if sql_type == PATTERNS_FIELD[1]:
+        return Types.MAP(Types.STRING(), Types.LONG())
     if sql_type.startswith("ARRAY<"):
         return Types.BASIC_ARRAY(_FLINK_TYPES[sql_type[len("ARRAY<"):-1]])
     return _FLINK_TYPES[sql_type]

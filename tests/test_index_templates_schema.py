@@ -13,7 +13,8 @@ import pytest
 
 from flink_job import main
 from flink_job.config import load_config
-from flink_job.schema import DOUBLE, LONG, SIGNALS_SQL_TYPE, STRING
+from flink_job.patterns import PATTERN_NAMES
+from flink_job.schema import DOUBLE, LONG, PATTERNS_FIELD, SIGNALS_SQL_TYPE, STRING
 from stack.services import ROOT
 
 TEMPLATES = ROOT / "flink_job" / "index_templates"
@@ -82,6 +83,9 @@ def test_template_maps_exactly_the_written_fields_with_their_types(index):
             expected[name] = "object"
             for item in re.findall(r"`(\w+)` (\w+)", sql_type):
                 expected[f"{name}.{item[0]}"] = intended(index, item[0], item[1])
+        elif sql_type == PATTERNS_FIELD[1]:  # a map: one small integer per TA-Lib pattern function
+            expected[name] = "object"
+            expected.update({f"{name}.{pattern}": "short" for pattern in PATTERN_NAMES})
         else:
             expected[name] = intended(index, name, sql_type)
     actual = mapped(mappings["properties"])

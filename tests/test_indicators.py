@@ -24,6 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from flink_job.analyzer import RECORD_FIELDS, SNAPSHOT_VERSION, Analyzer, Enriched, IncompatibleState
 from flink_job.bars import Bar, validate_record
+from flink_job.patterns import SNAPSHOT_LEN as PATTERNS_SNAPSHOT_LEN
 from flink_job.indicators import (
     EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, SessionVWAP, Trend, TrailingZScore,
     VolumeZScore, new_york_session,
@@ -355,7 +356,7 @@ def version_1_snapshot(snapshot: list[float], s: AnalyticsSettings = SETTINGS) -
     """A current snapshot in the layout of version 1, which kept a window of closes per indicator:
     each SMA its last period - 1 closes, the bands their SMA's and their last bb_period, the trend
     its last trend_window."""
-    it = iter(snapshot[1 + 10:])
+    it = iter(snapshot[1 + 10:-PATTERNS_SNAPSHOT_LEN])  # version 1 had no candlestick patterns
 
     def window() -> list[float]:
         count = int(next(it))
@@ -385,7 +386,13 @@ def test_a_version_1_snapshot_continues_exactly():
         for bar in bars[:cut]:
             analyzer.update(bar)
         restored = Analyzer.restore(SETTINGS, version_1_snapshot(analyzer.snapshot()))
-        assert [restored.update(b) for b in bars[cut:]] == [analyzer.update(b) for b in bars[cut:]], cut
+        # Everything continues exactly but the candlestick patterns, whose short warm-up starts again.
+        assert [without_patterns(restored.update(b)) for b in bars[cut:]] == \
+            [without_patterns(analyzer.update(b)) for b in bars[cut:]], cut
+
+
+def without_patterns(enriched):
+    return replace(enriched, patterns={}, signals=tuple(s for s in enriched.signals if s.type != "candle_pattern"))
 
 
 # --- known values --------------------------------------------------------------------------------
