@@ -27,7 +27,7 @@ from flink_job.signals import Signal
 from flink_job.symbol_state import STATE_LAYOUT_VERSION, ClosedCandle, Outcome, SymbolTracker, restore_or_reset
 from tests.bar_data import generate_bars, minute_bars, rollup_differences, rollup_reference
 from tests.test_indicators import CUSTOM, assert_series, talib_reference
-from tests.test_stream_semantics import layout_5_state
+from tests.test_stream_semantics import layout_5_state, older_layout_state
 
 SETTINGS = AnalyticsSettings()
 CANDLE_SIGNALS = ("macd_cross", "rsi_zone")
@@ -302,6 +302,19 @@ def test_a_layout_5_state_reads_and_its_candle_indicators_warm_up_again(bars, cu
         assert_talib(closes, [c.reading for c in closed[name]], label=f"{name} ")
         assert closed[name][0].reading.rsi_14 is None
     assert restored.to_state()[0] == 6
+
+
+def test_a_layout_2_state_never_closes_the_window_whose_earlier_bars_it_lacks(bars):
+    tracker = SymbolTracker(SETTINGS)
+    offer_all(tracker, bars[:302])
+    restored, reset = restore_or_reset(SETTINGS, older_layout_state(tracker, with_windows=False))
+    assert reset is None
+    closed = by_timeframe(offer_all(restored, bars[302:]))
+    for name, minutes in ROLLUP_WINDOWS.items():
+        open_at_restore = bars[301].ts_ms - bars[301].ts_ms % (minutes * 60_000)
+        starts = [c.window[0] for c in closed[name]]
+        assert starts and starts[0] > open_at_restore, name
+        assert_talib([c.window[4] for c in closed[name]], [c.reading for c in closed[name]], label=f"{name} ")
 
 
 def test_a_new_basis_restarts_the_candle_indicators(bars):
