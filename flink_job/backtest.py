@@ -92,7 +92,7 @@ def write_final_candles(input_path: Path, target: Path, settings: AnalyticsSetti
     with input_path.open(encoding="utf-8", errors="replace", newline="\n") as source, \
             target.open("w", encoding="utf-8") as out:
         for line in source:
-            raw = line[:-1] if line.endswith("\n") else line
+            raw = line.removesuffix("\n")
             key = stream_key(raw)
             try:
                 bar = parse_keyed(raw, key, int(time.time() * 1000))

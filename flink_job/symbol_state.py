@@ -29,9 +29,8 @@ starts that symbol's warm-up afresh and says why.
 
 from __future__ import annotations
 
-from enum import Enum
-
 from dataclasses import dataclass
+from enum import Enum
 
 from flink_job.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
 from flink_job.bars import NO_BASIS, Bar
@@ -72,7 +71,7 @@ class Outcome(Enum):
     STALE_BASIS = "stale_basis"  # of an older price basis than the symbol's: not applied
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as bars.Bar: built per closed window, never changed once built
 class ClosedCandle:
     """A final candle: its length (``timeframe``, ``minutes``), its ``rollups`` window with all its
     bars, and its reading (indicators and signals) over the symbol's final candles of that length."""
