@@ -1,7 +1,8 @@
 """Backtest / backfill: the streaming job's per-bar logic on a bounded file of bar records.
 
     python -m flink_job.backtest --input bars.jsonl --output enriched.jsonl \
-        [--signals signals.jsonl] [--dlq dlq.jsonl] [--parallelism N] [--properties FILE]
+        [--signals signals.jsonl] [--dlq dlq.jsonl] [--rollups candles.jsonl] [--parallelism N] \
+        [--properties FILE]
 
 Input is the public bar contract, one JSON object per line. The file is read by one reader, so its
 per-symbol order is the processing order at any parallelism; the analysis (``pipeline.analyze``) is
@@ -9,11 +10,19 @@ the very operator the streaming job runs. Output is one enriched JSON line per a
 symbol's lines in processing order. Dead letters go to ``--dlq`` (default: next to the output).
 Periods and thresholds are the ``Analytics`` group of ``--properties`` (the streaming job's file
 shape), else the defaults.
+
+``--rollups`` writes one JSON line per final 5- or 15-minute candle, with its indicators and signals
+over the symbol's final candles of that length (``candle_indicators``), in the order the candles
+close. The operator does not emit them yet, so they come from ``SymbolTracker.closed_candles`` run
+in this process over the same lines in the same order, with the operator's parsing and keying: the
+same per-symbol logic. A window still open at the end of the input is not final (a later input could
+continue it) and has no line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -25,10 +34,12 @@ from pyflink.table.expressions import col
 
 from flink_job import tables
 from flink_job.analyzer import AnalyticsSettings
+from flink_job.bars import InvalidBar, parse_keyed
 from flink_job.config import ConfigError, parse_analytics, read_property_groups
 from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
 from flink_job.pipeline import SYMBOL_KEY_SQL, analyze
 from flink_job.schema import DLQ_FIELDS, SIGNAL_FIELDS, names
+from flink_job.symbol_state import SymbolTracker
 
 _PART = re.compile(r"^part-.*-(\d+)-(\d+)(\.\w+)?$")
 
@@ -54,6 +65,46 @@ def concat_parts(directory: Path, target: Path) -> int:
             with path.open("rb") as part:
                 for line in part:
                     out.write(line)
+                    lines += 1
+    return lines
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def stream_key(raw: str) -> str:
+    """The symbol key the job's keying step gives a line (``pipeline.SYMBOL_KEY_SQL``): the string at
+    ``$.symbol`` of strict JSON (Flink's ``JSON_VALUE`` takes no NaN or Infinity), else ''."""
+    try:
+        record = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return ""
+    symbol = record.get("symbol") if isinstance(record, dict) else None
+    return symbol if isinstance(symbol, str) else ""
+
+
+def write_final_candles(input_path: Path, target: Path, settings: AnalyticsSettings) -> int:
+    """Each final candle of ``input_path``'s bars as one JSON line in ``target`` (see the module
+    docstring), in the order they close. Returns the number of lines."""
+    trackers: dict[str, SymbolTracker] = {}
+    lines = 0
+    with input_path.open(encoding="utf-8", errors="replace", newline="\n") as source, \
+            target.open("w", encoding="utf-8") as out:
+        for line in source:
+            raw = line.removesuffix("\n")
+            key = stream_key(raw)
+            try:
+                bar = parse_keyed(raw, key, int(time.time() * 1000))
+            except InvalidBar:
+                continue  # the operator's dead letter; it has no candle
+            tracker = trackers.get(key)
+            if tracker is None:
+                tracker = trackers[key] = SymbolTracker(settings)
+            tracker.offer(bar)
+            for candle in tracker.closed_candles():
+                if candle is not None:
+                    out.write(json.dumps(candle.to_record(key), allow_nan=False) + "\n")
                     lines += 1
     return lines
 
@@ -90,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="enriched records, one JSON per line")
     parser.add_argument("--signals", type=Path, help="signals, one JSON per line")
     parser.add_argument("--dlq", type=Path, help="dead letters (default: OUTPUT with .dlq.jsonl)")
+    parser.add_argument("--rollups", type=Path,
+                        help="final 5- and 15-minute candles with their indicators and signals, one JSON per line")
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--cluster", action="store_true",
                         help="run on the cluster of `flink run` (which puts this job's files there) "
@@ -100,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.input.is_file():
         parser.error(f"--input {args.input} is not a file")
-    for out in (args.output, args.signals, args.dlq):
+    for out in (args.output, args.signals, args.dlq, args.rollups):
         if out and not out.resolve().parent.is_dir():
             parser.error(f"{out.resolve().parent} does not exist: create it first")
     dlq = args.dlq or args.output.with_suffix(".dlq.jsonl")
@@ -112,10 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     counts = run_backtest(args.input, args.output, args.signals, dlq, args.parallelism, settings,
                           local=not args.cluster)
     elapsed = time.monotonic() - started
+    if args.rollups:
+        counts["rollups"] = write_final_candles(args.input, args.rollups, settings)
     with args.input.open("rb") as lines:
         bars = sum(1 for _ in lines)
     print(f"{counts['enriched']} enriched bars -> {args.output}; {counts['dead_letters']} dead letters -> {dlq}"
           + (f"; {counts['signals']} signals -> {args.signals}" if args.signals else "")
+          + (f"; {counts['rollups']} final candles -> {args.rollups}" if args.rollups else "")
           + f"; {elapsed:.1f} s, {bars / elapsed:,.0f} input lines/s (incl. start-up)", file=sys.stderr)
     return 0
 

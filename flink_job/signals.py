@@ -34,10 +34,16 @@ class Signal:
     direction: str  # "up" or "down"; for trend_change the new trend ("up", "down", "flat")
     value: float | None  # the quantity that triggered it, see detect()
     detail: str
+    # The candle length of a signal on closed 5- or 15-minute candles ("5m", "15m"; see
+    # ``candle_indicators``); None on a 1-minute bar's signal, whose record then has no timeframe.
+    timeframe: str | None = None
 
     def to_record(self) -> dict:
-        return {"type": self.type, "direction": self.direction, "value": self.value,
-                "detail": self.detail}
+        record = {"type": self.type, "direction": self.direction, "value": self.value,
+                  "detail": self.detail}
+        if self.timeframe is not None:
+            record["timeframe"] = self.timeframe
+        return record
 
 
 class Reading(NamedTuple):

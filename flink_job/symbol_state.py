@@ -11,7 +11,11 @@
   lower basis is stale: it is not applied.
 
 The tracker also keeps the symbol's open 5- and 15-minute rollup windows (``rollups``), so they
-follow the same rules and depend on no other symbol.
+follow the same rules and depend on no other symbol. A window is final when a bar of a later window
+is applied; its candle's close then feeds that length's ``CandleIndicators``, and the final candle
+with its indicators and signals is kept for the caller until the next offer (``closed_candles``).
+The latest bar is always in the open window, so a revision never touches a closed candle, and a late
+bar reaches no window. A new price basis restarts the candle indicators with the rest.
 
 The whole state is one flat list of floats (``to_state``/``from_state``), led by its layout version.
 The operator stores it as the packed float64 bytes of that list in a ``PICKLED_BYTE_ARRAY`` ValueState
@@ -25,27 +29,37 @@ starts that symbol's warm-up afresh and says why.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 from flink_job.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
 from flink_job.bars import NO_BASIS, Bar
-from flink_job.rollups import COUNT, INCOMPLETE, ROLLUP_WINDOWS, WINDOW_LEN, add_bar, advance, empty_window, \
-    incomplete_window
+from flink_job.candle_indicators import CandleIndicators, CandleReading, candle_record
+from flink_job.rollups import CLOSE, COUNT, INCOMPLETE, ROLLUP_WINDOWS, START, WINDOW_LEN, add_bar, advance, \
+    empty_window, incomplete_window
 
 # Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version;
 # 3 adds the rollup windows; 4 keeps the analysis before the latest bar only (the analysis after it is
-# that bar re-applied, when the state is read); 5 adds the price basis after the revision count.
-# Versions 2 to 4 are still read (at basis 0): the analysis after the latest bar of 2 and 3 is left
-# aside and rebuilt the same way, and a version 2's open windows become incomplete.
-STATE_LAYOUT_VERSION = 5
+# that bar re-applied, when the state is read); 5 adds the price basis after the revision count; 6 adds,
+# after the open windows, each rollup length's candle indicators (``CandleIndicators.snapshot``, each
+# led by its length). Versions 2 to 5 are still read: 2 to 4 at basis 0, the analysis after the latest
+# bar of 2 and 3 is left aside and rebuilt the same way, and a version 2's open windows become
+# incomplete; the candle indicators of 2 to 5 start empty (their warm-up starts again with the next
+# final candle).
+STATE_LAYOUT_VERSION = 6
 _LATEST_LEN = 6  # ts_ms, open, high, low, close, volume
 _WINDOWS_LEN = WINDOW_LEN * len(ROLLUP_WINDOWS)
 _HEADER_LEN = 1 + _LATEST_LEN + 2 + _WINDOWS_LEN  # version, latest bar, revision, basis, open windows
 _V2_HEADER_LEN = 1 + _LATEST_LEN + 2  # version, latest bar, revision, length of "before"
 _V3_HEADER_LEN = _V2_HEADER_LEN + _WINDOWS_LEN  # ... then the open windows (before the latest bar)
 _V4_HEADER_LEN = 1 + _LATEST_LEN + 1 + _WINDOWS_LEN  # version, latest bar, revision, open windows
-_HEADERS = {2: _V2_HEADER_LEN, 3: _V3_HEADER_LEN, 4: _V4_HEADER_LEN, STATE_LAYOUT_VERSION: _HEADER_LEN}
+_HEADERS = {2: _V2_HEADER_LEN, 3: _V3_HEADER_LEN, 4: _V4_HEADER_LEN, 5: _HEADER_LEN,
+            STATE_LAYOUT_VERSION: _HEADER_LEN}
 _MINUTES = tuple(ROLLUP_WINDOWS.values())
+_TIMEFRAMES = tuple(ROLLUP_WINDOWS)
+_NONE_CLOSED: tuple[None, ...] = (None,) * len(ROLLUP_WINDOWS)
+# A candle snapshot is a few dozen values: a longer length field is damage, not a snapshot.
+_MAX_CANDLE_SNAPSHOT = 4096
 
 
 class Outcome(Enum):
@@ -57,10 +71,27 @@ class Outcome(Enum):
     STALE_BASIS = "stale_basis"  # of an older price basis than the symbol's: not applied
 
 
-class SymbolTracker:
-    """The latest bar of one symbol plus the analysis before and after it."""
+@dataclass(slots=True)  # not frozen, as bars.Bar: built per closed window, never changed once built
+class ClosedCandle:
+    """A final candle: its length (``timeframe``, ``minutes``), its ``rollups`` window with all its
+    bars, and its reading (indicators and signals) over the symbol's final candles of that length."""
 
-    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows", "basis")
+    timeframe: str
+    minutes: int
+    window: list[float]
+    reading: CandleReading
+
+    def to_record(self, symbol: str) -> dict:
+        """One JSON-ready dict: the ``stock-bars-*`` fields, ``timeframe``, indicators, signals."""
+        return candle_record(symbol, self.timeframe, self.minutes, self.window, self.reading)
+
+
+class SymbolTracker:
+    """The latest bar of one symbol plus the analysis before and after it, its open rollup windows
+    and the indicators of its final candles."""
+
+    __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows", "basis", "candles",
+                 "candle_states", "closed")
 
     def __init__(self, settings: AnalyticsSettings, basis: int = 0):
         self.settings = settings
@@ -75,8 +106,17 @@ class SymbolTracker:
         self.revision = 0  # how often the latest bar was revised
         # Per rollup length: the latest bar's window without the latest bar (see ``rollups``).
         self.windows: list[list[float]] = []
+        self._start_candles()
+
+    def _start_candles(self) -> None:
+        """Per rollup length, candle indicators with no final candle yet (warm-up)."""
+        self.candles = [CandleIndicators(self.settings, timeframe) for timeframe in _TIMEFRAMES]
+        # Their snapshots, taken when a candle closes rather than with every bar's state.
+        self.candle_states = [candles.snapshot() for candles in self.candles]
+        self.closed: tuple[ClosedCandle | None, ...] = _NONE_CLOSED
 
     def offer(self, bar: Bar) -> tuple[Outcome, Enriched | None]:
+        self.closed = _NONE_CLOSED
         rebased = False
         if bar.basis != self.basis and bar.basis != NO_BASIS:
             if bar.basis < self.basis:
@@ -92,7 +132,11 @@ class SymbolTracker:
             if latest is None:
                 self.windows = [empty_window(ts_ms, m) for m in _MINUTES]
             else:
-                self.windows = [advance(w, latest, ts_ms, m) for w, m in zip(self.windows, _MINUTES)]
+                windows = [advance(w, latest, ts_ms, m) for w, m in zip(self.windows, _MINUTES)]
+                for i, (window, old) in enumerate(zip(windows, self.windows)):
+                    if window[START] != old[START] and old[COUNT] != INCOMPLETE:
+                        self._close_candle(i, add_bar(old, latest))
+                self.windows = windows
             self.before = self.analyzer.snapshot()  # the one snapshot per bar
         elif bar.ts_ms < latest[0]:
             return Outcome.LATE, None
@@ -104,6 +148,32 @@ class SymbolTracker:
             self.analyzer = Analyzer.restore(self.settings, self.before)
         self.latest = key
         return outcome, self.analyzer.update(bar)
+
+    def _close_candle(self, index: int, window: list[float]) -> None:
+        """The final ``window`` of rollup length ``index`` (all its bars): feed its close to that
+        length's candle indicators and keep the candle for ``closed_candles``. (An incomplete window,
+        whose earlier bars are unknown, is no candle: it never gets here.)"""
+        candles = self.candles[index]
+        reading = candles.close(window[CLOSE])
+        self.candle_states[index] = candles.snapshot()
+        closed = list(self.closed)
+        closed[index] = ClosedCandle(_TIMEFRAMES[index], _MINUTES[index], window, reading)
+        self.closed = tuple(closed)
+
+    def closed_candles(self) -> tuple[ClosedCandle | None, ...]:
+        """Per rollup length (``ROLLUP_WINDOWS`` order), the candle the last offered bar closed, or
+        None: set by an applied or rebased bar that opens a later window, None after any other
+        outcome (a revision, a duplicate, a late or stale bar close nothing)."""
+        return self.closed
+
+    def provisional_readings(self) -> list[CandleReading | None]:
+        """Per rollup length, the provisional reading of the open candle (the open window with the
+        latest bar, as ``rollups`` gives it): what it would get if it closed now, marked
+        ``provisional``; None while the window is incomplete. Changes nothing."""
+        assert self.latest is not None
+        close = self.latest[4]
+        return [None if window[COUNT] == INCOMPLETE else candles.provisional(close)
+                for window, candles in zip(self.windows, self.candles)]
 
     def rollups(self) -> list[list[float] | None]:
         """Per rollup length, the open window with the latest bar: a ``rollups`` window, or None
@@ -119,13 +189,30 @@ class SymbolTracker:
         state = [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision), float(self.basis)]
         for window in self.windows:
             state += window
+        for candle_state in self.candle_states:
+            state.append(float(len(candle_state)))
+            state += candle_state
         state += self.before
         return state
+
+    def _read_candles(self, state: list[float], at: int) -> int:
+        """Restore the candle indicators stored from ``state[at]`` on (layout 6); returns where the
+        analysis before the latest bar starts."""
+        for index, timeframe in enumerate(_TIMEFRAMES):
+            length = state[at] if at < len(state) else None
+            if length is None or not (0 < length <= _MAX_CANDLE_SNAPSHOT and length == int(length)):
+                raise IncompatibleState("malformed", f"no {timeframe} candle indicators at value {at}")
+            candle_state = state[at + 1:at + 1 + int(length)]
+            self.candles[index] = CandleIndicators.restore(self.settings, candle_state, timeframe)
+            self.candle_states[index] = candle_state
+            at += 1 + int(length)
+        return at
 
     @classmethod
     def from_state(cls, settings: AnalyticsSettings, state: list[float]) -> "SymbolTracker":
         """The tracker ``to_state`` was taken from. Raises ``IncompatibleState`` if the state has
-        another layout version, was taken under other periods, or is malformed."""
+        another layout version, was taken under other periods, or is malformed. A state of layouts 2
+        to 5 has no candle indicators: they start empty (warm-up again from the next final candle)."""
         version = state[0] if state else None
         if version not in _HEADERS:
             raise IncompatibleState("layout_version", f"state layout {version!r}, expected {STATE_LAYOUT_VERSION}")
@@ -137,7 +224,7 @@ class SymbolTracker:
         try:
             tracker.latest = tuple(latest[:-1]) + (int(latest[-1]),)
             tracker.revision = int(state[1 + _LATEST_LEN])
-            if version == STATE_LAYOUT_VERSION:
+            if version >= 5:
                 tracker.basis = int(state[2 + _LATEST_LEN])
             # Versions 2 and 3 stored the analysis after the latest bar behind the one before it.
             end = len(state) if version >= 4 else header + int(state[_V2_HEADER_LEN - 1])
@@ -148,6 +235,8 @@ class SymbolTracker:
                 tracker.windows = [list(state[i:i + WINDOW_LEN]) for i in range(start, header, WINDOW_LEN)]
         except (ValueError, OverflowError):  # NaN or infinity where a count belongs
             raise IncompatibleState("malformed", "state header is not a bar and counts") from None
+        if version == STATE_LAYOUT_VERSION:
+            header = tracker._read_candles(state, header)
         tracker.before = list(state[header:end])
         tracker.analyzer = Analyzer.restore(settings, tracker.before)
         ts_ms, o, h, l, c, volume = tracker.latest

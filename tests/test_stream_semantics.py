@@ -150,7 +150,7 @@ def test_the_basis_survives_a_state_round_trip_and_a_version_4_state_reads_at_ba
     assert run(restored, _rebased(series[40:], 2.0, basis=2)) == run(tracker, _rebased(series[40:], 2.0, basis=2))
     plain = SymbolTracker(settings)
     run(plain, series[:40])
-    state = plain.to_state()
+    state = layout_5_state(plain)
     version_4 = [4.0] + state[1:8] + state[9:]  # the layout before the basis: no basis field
     old = SymbolTracker.from_state(settings, version_4)
     assert old.basis == 0
@@ -317,6 +317,13 @@ def older_layout_state(tracker: SymbolTracker, with_windows: bool = True) -> lis
     windows = [x for w in tracker.windows for x in w] if with_windows else []
     return [3.0 if with_windows else 2.0, *tracker.latest, float(tracker.revision), float(len(before)),
             *windows, *before, *after]
+
+
+def layout_5_state(tracker: SymbolTracker) -> list[float]:
+    """The tracker's state in layout 5: version, latest bar, revision, basis, the open windows, then
+    the analysis before the latest bar (layout 6 adds the candle indicators before that analysis)."""
+    return [5.0, *tracker.latest, float(tracker.revision), float(tracker.basis),
+            *(x for w in tracker.windows for x in w), *tracker.before]
 
 
 @pytest.mark.parametrize("cut", [1, 41, 53])
