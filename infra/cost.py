@@ -19,7 +19,7 @@ import argparse
 import math
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from flink_job.index_lifecycle import RetentionError, parse_retention
@@ -281,6 +281,34 @@ def render(estimate: Estimate) -> str:
     return "\n".join(lines)
 
 
+# The README's table (Deploy to AWS, Cost): the defaults, and 100 and 1,000 symbols on plans and
+# domains that carry them (a premium key's rate; the volume the retention needs; two nodes in two
+# zones and a larger instance type for 1,000, as a t3.small.search takes at most 100 GiB).
+SCENARIOS = {
+    "defaults (4 symbols)": Config(),
+    "100 symbols": Config(symbols=100, calls_per_minute=150, volume_gib=sizing.smallest_volume_gib(100, 1, parse_retention(""))),
+    "1,000 symbols": Config(symbols=1000, calls_per_minute=1200, fetcher_memory_mb=1024, fetcher_groups=2, nodes=2,
+                            instance_type="m6g.large.search",
+                            volume_gib=sizing.smallest_volume_gib(1000, 2, parse_retention(""))),
+}
+
+
+def _dollars(usd: float) -> str:
+    return "<$1" if usd < 0.5 else f"${usd:,.0f}"
+
+
+def scenario_table(alarms: int) -> str:
+    """The scenarios as a Markdown table, one row per service (whole dollars)."""
+    estimates = {name: estimate(replace(config, alarms=alarms)) for name, config in SCENARIOS.items()}
+    services = list(dict.fromkeys(i.service for e in estimates.values() for i in e.items))
+    lines = ["| per month | " + " | ".join(estimates) + " |", "|---|" + "---:|" * len(estimates)]
+    for service in services:
+        lines.append(f"| {service} | " + " | ".join(_dollars(e.by_service().get(service, 0.0)) for e in estimates.values())
+                     + " |")
+    lines.append("| **total** | " + " | ".join(f"**${e.total:,.0f}**" for e in estimates.values()) + " |")
+    return "\n".join(lines)
+
+
 def _flag(text: str) -> bool:
     if text not in ("true", "false"):
         raise CostError(f"expected true or false; got {text!r}")
@@ -334,9 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Monthly cost of the stack, itemised (us-east-1 on-demand prices)")
     for option, parameter in OPTIONS.items():
         parser.add_argument(f"--{option.replace('_', '-')}", default="", help=f"the {parameter} setting")
+    parser.add_argument("--scenarios", action="store_true", help="print the README's table instead")
     args = parser.parse_args(argv)
+    if args.scenarios:
+        print(scenario_table(template_alarms()))
+        return 0
     try:
-        config = config_from_settings({OPTIONS[k]: v for k, v in vars(args).items()}, template_alarms())
+        config = config_from_settings({OPTIONS[k]: v for k, v in vars(args).items() if k in OPTIONS}, template_alarms())
         print(render(estimate(config)))
     except (CostError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -26,7 +26,8 @@ from flink_job.config import EXECUTION_MODES, JobConfig, parse_config
 from infra import index_templates_loader as loader
 from infra import package
 from tests import fake_aws
-from tests.cfn_template import RUN_OPTIONS_GROUP, TEMPLATE, load_template, property_groups, resources_of
+from tests.cfn_template import (RUN_OPTIONS_GROUP, TEMPLATE, condition_holds, load_template, property_groups,
+                                 resolve_if, resources_of)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_SCRIPT = ROOT / "infra" / "deploy.sh"
@@ -617,6 +618,123 @@ def test_alarms_watch_the_domain_storage_and_blocked_writes(template):
     assert (low["Threshold"], low["ComparisonOperator"]) == (0.25, "LessThanThreshold")
     for alarm in (blocked, low):
         assert alarm["AlarmActions"]["Fn::If"][0] == "HasAlertEmail"
+
+
+# --- a first deploy that cannot trip, and what stays ----------------------------------------------
+
+STATEFUL = ("AWS::Kinesis::Stream", "AWS::DynamoDB::Table", "AWS::OpenSearchService::Domain",
+            "AWS::SecretsManager::Secret", "AWS::SQS::Queue")
+
+
+def test_subnets_take_the_zones_parameter_or_else_the_regions_first_two(template):
+    parameter = template["Parameters"]["AvailabilityZones"]
+    assert parameter["Type"] == "CommaDelimitedList" and parameter["Default"] == ""
+    subnets = resources_of(template, "AWS::EC2::Subnet")
+    for index, name in enumerate(sorted(subnets)):
+        zone = subnets[name]["Properties"]["AvailabilityZone"]
+        # The default: today's behaviour, the region's first two zones.
+        assert resolve_if(template, zone, {}) == {"Fn::Select": [index, {"Fn::GetAZs": ""}]}
+        chosen = resolve_if(template, zone, {"AvailabilityZones": "us-east-1b,us-east-1c"})
+        assert chosen == {"Fn::Select": [index, ref("AvailabilityZones")]}
+
+
+def test_the_domain_publishes_only_its_error_log_and_only_once_the_policy_exists(template):
+    resources = template["Resources"]
+    domain = resources["OpenSearchDomain"]
+    assert "DependsOn" not in domain
+    logs = domain["Properties"]["LogPublishingOptions"]
+    group = {"Fn::GetAtt": ["OpenSearchLogGroup", "Arn"]}
+    assert resolve_if(template, logs, {"DomainLogs": "publish"}) == {
+        "ES_APPLICATION_LOGS": {"Enabled": True, "CloudWatchLogsLogGroupArn": group}}, "audit and slow logs: not published"
+    for setting in ("prepare", "off"):
+        assert resolve_if(template, logs, {"DomainLogs": setting}) == ref("AWS::NoValue")
+    assert template["Parameters"]["DomainLogs"]["Default"] == "publish"
+    # Policy, then group (it depends on the policy), then the domain (it names the group).
+    policy, log_group = resources["OpenSearchLogPolicy"], resources["OpenSearchLogGroup"]
+    assert log_group["DependsOn"] == "OpenSearchLogPolicy"
+    for resource in (policy, log_group):
+        assert condition_holds(template, resource["Condition"], {"DomainLogs": "prepare"})
+        assert not condition_holds(template, resource["Condition"], {"DomainLogs": "off"})
+    statement = json.loads(policy["Properties"]["PolicyDocument"]["Fn::Sub"])["Statement"][0]
+    name = log_group["Properties"]["LogGroupName"]["Fn::Sub"]
+    assert statement["Resource"].endswith(f":log-group:{name}:*") and "Arn}" not in statement["Resource"]
+    assert statement["Principal"] == {"Service": "es.amazonaws.com"}
+
+
+def test_stateful_resources_survive_a_replacement_and_go_with_the_stack(template):
+    resources = template["Resources"]
+    stateful = {name for name, r in resources.items() if r["Type"] in STATEFUL}
+    assert {"InputStream", "OutputStream", "CursorTable", "AlertsTable", "OpenSearchDomain",
+            "OpenSearchMasterSecret", "AlertsFailedRecords"} == stateful
+    for name in stateful:
+        assert resources[name].get("UpdateReplacePolicy") == "Retain", name
+    # `make destroy` deletes everything the stack holds: no resource is kept on delete.
+    assert not [n for n, r in resources.items() if r.get("DeletionPolicy", "Delete") != "Delete"]
+    # A kept old application would go on running (and costing KPUs): it is replaced like any other.
+    assert "UpdateReplacePolicy" not in resources["FlinkApplication"]
+
+
+def test_no_template_value_can_overwrite_the_stored_api_key(template):
+    """The key's secret is kept outside the stack (deploy.sh creates it), so no stack update writes it."""
+    secrets = resources_of(template, "AWS::SecretsManager::Secret")
+    assert list(secrets) == ["OpenSearchMasterSecret"]
+    assert not [n for n in template["Parameters"] if "ApiKey" in n]
+    env = template["Resources"]["FetcherFunction"]["Properties"]["Environment"]["Variables"]
+    arn = env["ALPHAVANTAGE_SECRET_ARN"]["Fn::Sub"]
+    name = re.search(r'^api_key_secret\(\) \{\n    echo "\$\{1\}(.+)"', DEPLOY_SCRIPT.read_text(), re.MULTILINE).group(1)
+    assert arn.endswith(":secret:${NamePrefix}" + name)
+    (grant,) = [s for s in role_statements(template, "FetcherRole") if s["Sid"] == "ApiKey"]
+    # Secrets Manager appends a dash and six characters to the name in the ARN.
+    assert grant["Action"] == "secretsmanager:GetSecretValue" and grant["Resource"]["Fn::Sub"] == arn + "-??????"
+    output = template["Outputs"]["AlphaVantageSecretName"]["Value"]["Fn::Sub"]
+    assert output == "${NamePrefix}" + name
+
+
+def test_managed_flink_rolls_back_a_failed_update_itself(template):
+    (app,) = resources_of(template, "AWS::KinesisAnalyticsV2::Application").values()
+    config = app["Properties"]["ApplicationConfiguration"]
+    assert config["ApplicationSystemRollbackConfiguration"] == {"RollbackEnabled": True}
+    assert config["ApplicationSnapshotConfiguration"] == {"SnapshotsEnabled": True}
+
+
+def test_the_fetcher_gets_the_entitlement_and_the_daily_cap(template):
+    parameters = template["Parameters"]
+    assert parameters["AvEntitlement"]["AllowedValues"] == ["realtime", "delayed", "historical"]
+    assert parameters["AvEntitlement"]["Default"] == "delayed"
+    assert parameters["AvCallsPerDay"]["Default"] == 0 and parameters["AvCallsPerDay"]["MinValue"] == 0
+    env = template["Resources"]["FetcherFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["AV_ENTITLEMENT"] == ref("AvEntitlement") and env["AV_CALLS_PER_DAY"] == ref("AvCallsPerDay")
+
+
+@pytest.mark.parametrize(("entitlement", "minutes", "threshold"), [
+    ("delayed", "0", 20), ("realtime", "0", 5), ("delayed", "30", "30"), ("historical", "0", None)])
+def test_the_stale_data_alarm_follows_the_entitlement(template, entitlement, minutes, threshold):
+    alarm = template["Resources"]["FetcherStaleDataAlarm"]
+    parameters = {"AvEntitlement": entitlement, "StaleMinutes": minutes}
+    if threshold is None:  # historical never shows today: nothing to be stale against
+        assert not condition_holds(template, alarm["Condition"], parameters)
+        return
+    assert condition_holds(template, alarm["Condition"], parameters)
+    props = resolve_if(template, alarm["Properties"], parameters)
+    threshold = ref("StaleMinutes") if isinstance(threshold, str) else threshold
+    assert props["Threshold"] == threshold and props["ComparisonOperator"] == "GreaterThanThreshold"
+    (age,) = [m for m in props["Metrics"] if "MetricStat" in m]
+    assert age["MetricStat"] == {"Metric": {"Namespace": "StockAnalytics/Fetcher", "MetricName": "MaxDataAgeSeconds"},
+                                 "Period": 60, "Stat": "Maximum"}
+    (minutes_expr,) = [m for m in props["Metrics"] if m.get("ReturnData")]
+    assert minutes_expr["Expression"] == f"{age['Id']} / 60", "the threshold is in minutes, the metric in seconds"
+    assert props["TreatMissingData"] == "notBreaching", "outside market hours there is no data"
+    assert template["Parameters"]["StaleMinutes"]["Default"] == 0
+
+
+def test_entitlement_refusals_raise_an_alarm(template):
+    props = template["Resources"]["FetcherEntitlementRefusedAlarm"]["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == \
+        ("StockAnalytics/Fetcher", "EntitlementRefused", "Sum")
+    assert "Dimensions" not in props
+    assert (props["Threshold"], props["ComparisonOperator"], props["TreatMissingData"]) == \
+        (0, "GreaterThanThreshold", "notBreaching")
+    assert props["AlarmActions"]["Fn::If"][0] == "HasAlertEmail"
 
 
 # --- network -------------------------------------------------------------------------------------
