@@ -1,5 +1,6 @@
-"""The fetcher's part of infra/cloudformation.yaml: one schedule per symbol group, each passing its
-group, and together covering every symbol once (cfn-lint and checkov run in tests/test_infra.py)."""
+"""The fetcher's part of infra/cloudformation.yaml: one EventBridge Scheduler schedule per symbol
+group, in New York time, each passing its group, together covering every symbol once, with a role
+that may invoke the fetcher only (cfn-lint and checkov run in tests/test_infra.py)."""
 
 from __future__ import annotations
 
@@ -54,25 +55,38 @@ def test_group_parameter_gives_one_schedule_per_group_covering_every_symbol(temp
     allowed = template["Parameters"]["FetcherGroups"]["AllowedValues"]
     assert allowed == list(range(1, len(allowed) + 1)) and len(allowed) > 1
     symbols = tuple(f"S{i:03d}" for i in range(10))
+    assert not resources_of(template, "AWS::Events::Rule") and not resources_of(template, "AWS::Lambda::Permission")
     for count in allowed:
         parameters = {"FetcherGroups": str(count), "NamePrefix": "dev-"}
-        rules = deployed(template, "AWS::Events::Rule", parameters)
-        ours = {name: rule["Properties"] for name, rule in rules.items()
-                if any(t["Arn"] == {"Fn::GetAtt": ["FetcherFunction", "Arn"]} for t in rule["Properties"]["Targets"])}
+        schedules = deployed(template, "AWS::Scheduler::Schedule", parameters)
+        ours = {name: s["Properties"] for name, s in schedules.items()
+                if s["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["FetcherFunction", "Arn"]}}
+        assert ours == {name: s["Properties"] for name, s in schedules.items()}
         groups = []
-        for name, rule in ours.items():
-            assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
-            (target,) = rule["Targets"]
+        for name, schedule in ours.items():
+            assert schedule["State"] == "ENABLED" and schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+            assert schedule["ScheduleExpressionTimezone"] == "America/New_York"
+            assert schedule["ScheduleExpression"] == {"Fn::If": [
+                "IsExtendedHours", "cron(* 4-20 ? * MON-FRI *)", "cron(* 9-16 ? * MON-FRI *)"]}
+            target = schedule["Target"]
+            assert target["RoleArn"] == {"Fn::GetAtt": ["FetcherSchedulerRole", "Arn"]}
+            # A retried minute would only spend Alpha Vantage calls; the next one catches up.
+            assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
             groups.append(Group.from_event(json.loads(sub(target["Input"], parameters))))
         assert sorted(groups, key=lambda g: g.number) == [Group(n, count) for n in range(1, count + 1)], \
             f"{count} groups: {groups}"
-        assert len({sub(rule["Name"], parameters) for rule in ours.values()}) == count, "names must differ"
+        assert len({sub(s["Name"], parameters) for s in ours.values()}) == count, "names must differ"
         assert sum((g.select(symbols) for g in sorted(groups, key=lambda g: g.number)), ()) == symbols
-        permissions = deployed(template, "AWS::Lambda::Permission", parameters)
-        allowed_sources = {json.dumps(p["Properties"]["SourceArn"]) for p in permissions.values()
-                           if p["Properties"]["FunctionName"] == {"Ref": "FetcherFunction"}}
-        assert allowed_sources == {json.dumps({"Fn::GetAtt": [name, "Arn"]}) for name in ours}, \
-            "every schedule, and only those, may invoke the fetcher"
+    # The schedules' role may invoke the fetcher and nothing else, and only Scheduler of this account
+    # may take it.
+    role = template["Resources"]["FetcherSchedulerRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    assert [(s["Effect"], s["Action"], s["Resource"]) for s in statements] == \
+        [("Allow", "lambda:InvokeFunction", {"Fn::GetAtt": ["FetcherFunction", "Arn"]})]
+    assert "ManagedPolicyArns" not in role
     # Every group's invocation may run at the same time (nothing reserved by default), and all share
     # the key's budget.
     assert "FetcherGroups" not in json.dumps(function.get("ReservedConcurrentExecutions"))

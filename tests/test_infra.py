@@ -7,6 +7,7 @@ boto3 in the project venv). Neither test nor the packaging touches AWS.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,8 @@ from flink_job.config import EXECUTION_MODES, JobConfig, parse_config
 from infra import index_templates_loader as loader
 from infra import package
 from tests import fake_aws
-from tests.cfn_template import RUN_OPTIONS_GROUP, TEMPLATE, load_template, property_groups, resources_of
+from tests.cfn_template import (RUN_OPTIONS_GROUP, TEMPLATE, condition_holds, load_template, property_groups,
+                                 resolve_if, resources_of)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_SCRIPT = ROOT / "infra" / "deploy.sh"
@@ -138,12 +140,44 @@ def only_call(calls: list[list[str]], service: str, command: str) -> list[str]:
     return call
 
 
-def test_deploy_uploads_the_zips_and_the_template_to_the_bucket(tmp_path, template):
-    dist = tmp_path / "dist"
-    dist.mkdir()
+def calls_of(calls: list[list[str]], service: str, command: str) -> list[list[str]]:
+    return [c for c in calls if c[:2] == [service, command]]
+
+
+def overrides_of(deploy: list[str]) -> dict[str, str]:
+    return dict(a.split("=", 1) for a in deploy[deploy.index("--parameter-overrides") + 1:])
+
+
+MISSING_STACK = fake_aws.error("An error occurred (ValidationError) when calling the DescribeStacks operation: "
+                               "Stack with id test-stack does not exist")
+MISSING_SECRET = fake_aws.error("An error occurred (ResourceNotFoundException) when calling the DescribeSecret "
+                                "operation: Secrets Manager can't find the specified secret.")
+
+
+def existing_stack(status: str = "UPDATE_COMPLETE", prefix: str = "") -> dict:
+    return {"Stacks": [{"StackName": "test-stack", "StackStatus": status, "Outputs": [],
+                        "Parameters": [{"ParameterKey": "NamePrefix", "ParameterValue": prefix}]}]}
+
+
+# An updated stack whose key's secret exists.
+UPDATE = {"cloudformation describe-stacks": existing_stack(),
+          "secretsmanager describe-secret": {"Name": "stock-analytics/alphavantage-key"}}
+# A stack that does not exist yet, nor its key's secret.
+CREATE = {"cloudformation describe-stacks": fake_aws.in_turn(MISSING_STACK, existing_stack("CREATE_COMPLETE")),
+          "secretsmanager describe-secret": MISSING_SECRET}
+
+
+@pytest.fixture
+def dist(tmp_path) -> Path:
+    folder = tmp_path / "dist"
+    folder.mkdir()
     for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP):
-        (dist / name).write_bytes(name.encode())
-    result, calls = run_deploy_script(tmp_path, "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+        (folder / name).write_bytes(name.encode())
+    return folder
+
+
+def test_deploy_uploads_the_zips_and_the_template_to_the_bucket(tmp_path, template, dist):
+    result, calls = run_deploy_script(tmp_path, "deploy", UPDATE, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
                                       FETCHER_RESERVED_CONCURRENCY="1")
     assert result.returncode == 0, result.stderr
     uploads = {Path(c[-2]).name: c[-1] for c in calls if c[:2] == ["s3", "cp"]}
@@ -157,15 +191,20 @@ def test_deploy_uploads_the_zips_and_the_template_to_the_bucket(tmp_path, templa
     assert {name for name in overrides if name.endswith("CodeKey")} == code_keys
     assert {f"s3://artifacts/{overrides[k]}" for k in code_keys} == set(uploads.values())
     assert overrides["FetcherReservedConcurrency"] == "1"
+    # The key is the content's SHA-256, computed by Python: the same on Linux and on macOS, which
+    # has no sha256sum.
+    for name, target in uploads.items():
+        digest = hashlib.sha256((dist / name).read_bytes()).hexdigest()[:16]
+        assert target == f"s3://artifacts/test-stack/{name.removesuffix('.zip')}-{digest}.zip"
+    code = [line for line in DEPLOY_SCRIPT.read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if re.search(r"\bsha256sum\b|\bshasum\b", line)]
+    # An update leaves the domain's log setting as the stack has it.
+    assert "DomainLogs" not in overrides
 
 
-def test_deploy_warns_when_the_volume_cannot_hold_the_symbols_for_their_retention(tmp_path):
-    dist = tmp_path / "dist"
-    dist.mkdir()
-    for name in (package.FLINK_ZIP, package.LAMBDA_ZIP, package.LOADER_ZIP, package.ALERTS_ZIP):
-        (dist / name).write_bytes(name.encode())
+def test_deploy_warns_when_the_volume_cannot_hold_the_symbols_for_their_retention(tmp_path, dist):
     symbols = ",".join(f"S{i}" for i in range(1000))
-    result, calls = run_deploy_script(tmp_path, "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+    result, calls = run_deploy_script(tmp_path, "deploy", UPDATE, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
                                       SYMBOLS=symbols, RETENTION_DAYS="stock-dlq=14")
     assert result.returncode == 0, result.stderr
     assert "warning: 1000 symbols kept 90 days" in result.stderr and "OPENSEARCH_VOLUME_SIZE=" in result.stderr
@@ -174,10 +213,124 @@ def test_deploy_warns_when_the_volume_cannot_hold_the_symbols_for_their_retentio
     assert overrides["RetentionDays"] == "stock-dlq=14"
 
     (tmp_path / "larger").mkdir()
-    result, calls = run_deploy_script(tmp_path / "larger", "deploy", {}, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+    result, calls = run_deploy_script(tmp_path / "larger", "deploy", UPDATE, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
                                       SYMBOLS=symbols, OPENSEARCH_VOLUME_SIZE="2000")
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
     assert "OpenSearchVolumeSize=2000" in only_call(calls, "cloudformation", "deploy")
+
+
+def test_deploy_names_a_stack_in_rollback_complete_and_the_command_that_clears_it(tmp_path, dist):
+    """A first create that failed leaves the stack in ROLLBACK_COMPLETE, which `aws cloudformation
+    deploy` cannot update: the script says so, why it failed and what clears it, creating nothing."""
+    events = {"StackEvents": [
+        {"LogicalResourceId": "FlinkApplication", "ResourceStatus": "CREATE_FAILED",
+         "ResourceStatusReason": "Resource creation cancelled"},
+        {"LogicalResourceId": "OpenSearchDomain", "ResourceStatus": "CREATE_FAILED",
+         "ResourceStatusReason": "The Resource Access Policy specified for the CloudWatch Logs log group does not "
+                                 "grant sufficient permissions for Amazon OpenSearch Service to create a log stream."},
+        {"LogicalResourceId": "Vpc", "ResourceStatus": "CREATE_COMPLETE"},
+    ]}
+    answers = {"cloudformation describe-stacks": existing_stack("ROLLBACK_COMPLETE"),
+               "cloudformation describe-stack-events": events}
+    result, calls = run_deploy_script(tmp_path, "deploy", answers, DIST=str(dist), ARTIFACT_BUCKET="artifacts")
+    assert result.returncode == 1
+    assert "test-stack is in ROLLBACK_COMPLETE" in result.stderr
+    assert "OpenSearchDomain\tThe Resource Access Policy" in result.stderr
+    assert "Resource creation cancelled" not in result.stderr
+    assert "make destroy" in result.stderr
+    assert "aws cloudformation delete-stack --stack-name test-stack" in result.stderr
+    assert [c[:2] for c in calls] == [["cloudformation", "describe-stacks"], ["cloudformation", "describe-stack-events"]]
+    assert "monthly cost estimate" not in result.stdout
+
+
+@pytest.mark.parametrize(("status", "hint"), [("UPDATE_IN_PROGRESS", "wait"), ("DELETE_FAILED", "make destroy"),
+                                               ("UPDATE_ROLLBACK_FAILED", "continue-update-rollback")])
+def test_deploy_refuses_a_stack_it_cannot_deploy_over(tmp_path, dist, status, hint):
+    answers = {"cloudformation describe-stacks": existing_stack(status)}
+    result, calls = run_deploy_script(tmp_path, "deploy", answers, DIST=str(dist), ARTIFACT_BUCKET="artifacts")
+    assert result.returncode == 1 and status in result.stderr and hint in result.stderr
+    assert not calls_of(calls, "cloudformation", "deploy") and not calls_of(calls, "s3", "cp")
+
+
+def test_a_new_stack_gets_the_domain_logs_in_a_second_step_after_the_estimate(tmp_path, dist):
+    """The log group's resource policy exists for the whole of the domain's creation before the
+    domain publishes to it; the cost estimate comes before anything is created."""
+    result, calls = run_deploy_script(tmp_path, "deploy", CREATE, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+                                      NAME_PREFIX="dev-", AVAILABILITY_ZONES="eu-west-1b,eu-west-1c")
+    assert result.returncode == 0, result.stderr
+    first, second = calls_of(calls, "cloudformation", "deploy")
+    assert overrides_of(first)["DomainLogs"] == "prepare" and overrides_of(second)["DomainLogs"] == "publish"
+    assert {k: v for k, v in overrides_of(first).items() if k != "DomainLogs"} == \
+        {k: v for k, v in overrides_of(second).items() if k != "DomainLogs"}
+    assert overrides_of(first)["AvailabilityZones"] == "eu-west-1b,eu-west-1c"
+    out = result.stdout
+    assert out.index("monthly cost estimate") < out.index("creating the API key's secret") < out.index("step 1 of 2")
+    assert "total" in out and "as of 2026-12" in out
+    # The key's secret, outside the stack, named after its prefix; created before the stack reads it.
+    create = only_call(calls, "secretsmanager", "create-secret")
+    assert fake_aws.option(create, "--name") == "dev-stock-analytics/alphavantage-key"
+    assert json.loads(fake_aws.option(create, "--secret-string")) == {"ALPHAVANTAGE_API_KEY": ""}
+    assert calls.index(create) < calls.index(first)
+
+
+def test_a_new_stack_without_domain_logs_is_created_in_one_step(tmp_path, dist):
+    result, calls = run_deploy_script(tmp_path, "deploy", CREATE, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+                                      DOMAIN_LOGS="off")
+    assert result.returncode == 0, result.stderr
+    (deploy,) = calls_of(calls, "cloudformation", "deploy")
+    assert overrides_of(deploy)["DomainLogs"] == "off"
+
+
+def test_a_failed_second_step_leaves_a_working_stack_and_says_how_to_retry(tmp_path, dist):
+    answers = {**CREATE, "cloudformation deploy": fake_aws.in_turn({}, fake_aws.error("Failed to create/update the stack"))}
+    result, calls = run_deploy_script(tmp_path, "deploy", answers, DIST=str(dist), ARTIFACT_BUCKET="artifacts")
+    assert result.returncode == 0, result.stderr
+    assert len(calls_of(calls, "cloudformation", "deploy")) == 2
+    assert "log publishing was rolled back" in result.stderr and "DOMAIN_LOGS=off" in result.stderr
+
+
+def test_deploy_rejects_malformed_zones_before_creating_anything(tmp_path, dist):
+    result, calls = run_deploy_script(tmp_path, "deploy", UPDATE, DIST=str(dist), ARTIFACT_BUCKET="artifacts",
+                                      AVAILABILITY_ZONES="eu-west-1b")
+    assert result.returncode == 1 and "AVAILABILITY_ZONES must name two zones" in result.stderr
+    assert not calls_of(calls, "s3", "cp")
+
+
+def test_deploy_restores_a_key_secret_a_destroy_scheduled_for_deletion(tmp_path, dist):
+    answers = {**UPDATE, "secretsmanager describe-secret": {"Name": "x", "DeletedDate": "2026-12-01T10:00:00Z"}}
+    result, calls = run_deploy_script(tmp_path, "deploy", answers, DIST=str(dist), ARTIFACT_BUCKET="artifacts")
+    assert result.returncode == 0, result.stderr
+    restore = only_call(calls, "secretsmanager", "restore-secret")
+    assert fake_aws.option(restore, "--secret-id") == "stock-analytics/alphavantage-key"
+    assert not calls_of(calls, "secretsmanager", "create-secret")
+
+
+def test_set_api_key_stores_the_key_from_stdin_in_the_prefixed_secret(tmp_path):
+    answers = {"cloudformation describe-stacks": existing_stack(prefix="dev-"),
+               "secretsmanager describe-secret": MISSING_SECRET}
+    result, calls = run_deploy_script(tmp_path, "set-api-key", answers)
+    assert result.returncode == 0, result.stderr
+    create, put = only_call(calls, "secretsmanager", "create-secret"), only_call(calls, "secretsmanager", "put-secret-value")
+    assert fake_aws.option(create, "--name") == fake_aws.option(put, "--secret-id") == "dev-stock-analytics/alphavantage-key"
+    assert fake_aws.option(put, "--secret-string") == "file:///dev/stdin"
+
+
+def test_destroy_deletes_the_stack_then_schedules_the_key_for_deletion(tmp_path):
+    answers = {"cloudformation describe-stacks": existing_stack(), "secretsmanager describe-secret": {"Name": "x"}}
+    result, calls = run_deploy_script(tmp_path, "destroy", answers)
+    assert result.returncode == 0, result.stderr
+    order = [c[:2] for c in calls]
+    assert order.index(["cloudformation", "delete-stack"]) < order.index(["cloudformation", "wait"]) \
+        < order.index(["secretsmanager", "delete-secret"])
+    delete = only_call(calls, "secretsmanager", "delete-secret")
+    assert fake_aws.option(delete, "--secret-id") == "stock-analytics/alphavantage-key"
+    assert fake_aws.option(delete, "--recovery-window-in-days") == "7"
+    assert "--force-delete-without-recovery" not in delete
+    # A stack already gone: only the secret is left to delete.
+    (tmp_path / "gone").mkdir()
+    result, calls = run_deploy_script(tmp_path / "gone", "destroy", {**answers, "cloudformation describe-stacks": MISSING_STACK})
+    assert result.returncode == 0, result.stderr
+    assert not calls_of(calls, "cloudformation", "delete-stack") and calls_of(calls, "secretsmanager", "delete-secret")
 
 
 def stack_with_application(status: str, snapshots: int) -> dict:
@@ -259,9 +412,10 @@ def test_application_properties_are_ones_the_job_knows(template):
     # its default), and the execution mode parameter allows exactly the modes the job knows.
     mode = template["Parameters"]["PythonExecutionMode"]
     assert groups["Runtime"]["python.execution-mode"] == ref("PythonExecutionMode")
-    assert tuple(mode["AllowedValues"]) == EXECUTION_MODES and mode["Default"] == "thread"
+    # Process mode by default: thread mode can crash-loop on a restore onto a reused TaskManager.
+    assert tuple(mode["AllowedValues"]) == EXECUTION_MODES and mode["Default"] == "process"
     config = job_config(template)
-    assert isinstance(config.analytics, AnalyticsSettings) and config.runtime.execution_mode == "thread"
+    assert isinstance(config.analytics, AnalyticsSettings) and config.runtime.execution_mode == "process"
 
 
 def test_run_options_point_into_the_zip_layout(template):
@@ -425,7 +579,7 @@ def test_the_alerts_role_grants_only_what_the_function_and_its_mapping_use(templ
     stream = json.dumps({"Fn::GetAtt": ["OutputStream", "Arn"]})
     assert granted == {
         *((f"kinesis:{a}", stream) for a in ("GetRecords", "GetShardIterator", "DescribeStream",
-                                              "DescribeStreamSummary", "ListShards")),
+                                              "DescribeStreamSummary", "ListShards", "SubscribeToShard")),
         *((f"dynamodb:{a}", json.dumps({"Fn::GetAtt": ["AlertsTable", "Arn"]})) for a in ("PutItem", "UpdateItem",
                                                                                            "DeleteItem")),
         ("sns:Publish", json.dumps(ref("SignalAlertTopic"))),
@@ -464,6 +618,123 @@ def test_alarms_watch_the_domain_storage_and_blocked_writes(template):
     assert (low["Threshold"], low["ComparisonOperator"]) == (0.25, "LessThanThreshold")
     for alarm in (blocked, low):
         assert alarm["AlarmActions"]["Fn::If"][0] == "HasAlertEmail"
+
+
+# --- a first deploy that cannot trip, and what stays ----------------------------------------------
+
+STATEFUL = ("AWS::Kinesis::Stream", "AWS::DynamoDB::Table", "AWS::OpenSearchService::Domain",
+            "AWS::SecretsManager::Secret", "AWS::SQS::Queue")
+
+
+def test_subnets_take_the_zones_parameter_or_else_the_regions_first_two(template):
+    parameter = template["Parameters"]["AvailabilityZones"]
+    assert parameter["Type"] == "CommaDelimitedList" and parameter["Default"] == ""
+    subnets = resources_of(template, "AWS::EC2::Subnet")
+    for index, name in enumerate(sorted(subnets)):
+        zone = subnets[name]["Properties"]["AvailabilityZone"]
+        # The default: today's behaviour, the region's first two zones.
+        assert resolve_if(template, zone, {}) == {"Fn::Select": [index, {"Fn::GetAZs": ""}]}
+        chosen = resolve_if(template, zone, {"AvailabilityZones": "us-east-1b,us-east-1c"})
+        assert chosen == {"Fn::Select": [index, ref("AvailabilityZones")]}
+
+
+def test_the_domain_publishes_only_its_error_log_and_only_once_the_policy_exists(template):
+    resources = template["Resources"]
+    domain = resources["OpenSearchDomain"]
+    assert "DependsOn" not in domain
+    logs = domain["Properties"]["LogPublishingOptions"]
+    group = {"Fn::GetAtt": ["OpenSearchLogGroup", "Arn"]}
+    assert resolve_if(template, logs, {"DomainLogs": "publish"}) == {
+        "ES_APPLICATION_LOGS": {"Enabled": True, "CloudWatchLogsLogGroupArn": group}}, "audit and slow logs: not published"
+    for setting in ("prepare", "off"):
+        assert resolve_if(template, logs, {"DomainLogs": setting}) == ref("AWS::NoValue")
+    assert template["Parameters"]["DomainLogs"]["Default"] == "publish"
+    # Policy, then group (it depends on the policy), then the domain (it names the group).
+    policy, log_group = resources["OpenSearchLogPolicy"], resources["OpenSearchLogGroup"]
+    assert log_group["DependsOn"] == "OpenSearchLogPolicy"
+    for resource in (policy, log_group):
+        assert condition_holds(template, resource["Condition"], {"DomainLogs": "prepare"})
+        assert not condition_holds(template, resource["Condition"], {"DomainLogs": "off"})
+    statement = json.loads(policy["Properties"]["PolicyDocument"]["Fn::Sub"])["Statement"][0]
+    name = log_group["Properties"]["LogGroupName"]["Fn::Sub"]
+    assert statement["Resource"].endswith(f":log-group:{name}:*") and "Arn}" not in statement["Resource"]
+    assert statement["Principal"] == {"Service": "es.amazonaws.com"}
+
+
+def test_stateful_resources_survive_a_replacement_and_go_with_the_stack(template):
+    resources = template["Resources"]
+    stateful = {name for name, r in resources.items() if r["Type"] in STATEFUL}
+    assert {"InputStream", "OutputStream", "CursorTable", "AlertsTable", "OpenSearchDomain",
+            "OpenSearchMasterSecret", "AlertsFailedRecords"} == stateful
+    for name in stateful:
+        assert resources[name].get("UpdateReplacePolicy") == "Retain", name
+    # `make destroy` deletes everything the stack holds: no resource is kept on delete.
+    assert not [n for n, r in resources.items() if r.get("DeletionPolicy", "Delete") != "Delete"]
+    # A kept old application would go on running (and costing KPUs): it is replaced like any other.
+    assert "UpdateReplacePolicy" not in resources["FlinkApplication"]
+
+
+def test_no_template_value_can_overwrite_the_stored_api_key(template):
+    """The key's secret is kept outside the stack (deploy.sh creates it), so no stack update writes it."""
+    secrets = resources_of(template, "AWS::SecretsManager::Secret")
+    assert list(secrets) == ["OpenSearchMasterSecret"]
+    assert not [n for n in template["Parameters"] if "ApiKey" in n]
+    env = template["Resources"]["FetcherFunction"]["Properties"]["Environment"]["Variables"]
+    arn = env["ALPHAVANTAGE_SECRET_ARN"]["Fn::Sub"]
+    name = re.search(r'^api_key_secret\(\) \{\n    echo "\$\{1\}(.+)"', DEPLOY_SCRIPT.read_text(), re.MULTILINE).group(1)
+    assert arn.endswith(":secret:${NamePrefix}" + name)
+    (grant,) = [s for s in role_statements(template, "FetcherRole") if s["Sid"] == "ApiKey"]
+    # Secrets Manager appends a dash and six characters to the name in the ARN.
+    assert grant["Action"] == "secretsmanager:GetSecretValue" and grant["Resource"]["Fn::Sub"] == arn + "-??????"
+    output = template["Outputs"]["AlphaVantageSecretName"]["Value"]["Fn::Sub"]
+    assert output == "${NamePrefix}" + name
+
+
+def test_managed_flink_rolls_back_a_failed_update_itself(template):
+    (app,) = resources_of(template, "AWS::KinesisAnalyticsV2::Application").values()
+    config = app["Properties"]["ApplicationConfiguration"]
+    assert config["ApplicationSystemRollbackConfiguration"] == {"RollbackEnabled": True}
+    assert config["ApplicationSnapshotConfiguration"] == {"SnapshotsEnabled": True}
+
+
+def test_the_fetcher_gets_the_entitlement_and_the_daily_cap(template):
+    parameters = template["Parameters"]
+    assert parameters["AvEntitlement"]["AllowedValues"] == ["realtime", "delayed", "historical"]
+    assert parameters["AvEntitlement"]["Default"] == "delayed"
+    assert parameters["AvCallsPerDay"]["Default"] == 0 and parameters["AvCallsPerDay"]["MinValue"] == 0
+    env = template["Resources"]["FetcherFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["AV_ENTITLEMENT"] == ref("AvEntitlement") and env["AV_CALLS_PER_DAY"] == ref("AvCallsPerDay")
+
+
+@pytest.mark.parametrize(("entitlement", "minutes", "threshold"), [
+    ("delayed", "0", 20), ("realtime", "0", 5), ("delayed", "30", "30"), ("historical", "0", None)])
+def test_the_stale_data_alarm_follows_the_entitlement(template, entitlement, minutes, threshold):
+    alarm = template["Resources"]["FetcherStaleDataAlarm"]
+    parameters = {"AvEntitlement": entitlement, "StaleMinutes": minutes}
+    if threshold is None:  # historical never shows today: nothing to be stale against
+        assert not condition_holds(template, alarm["Condition"], parameters)
+        return
+    assert condition_holds(template, alarm["Condition"], parameters)
+    props = resolve_if(template, alarm["Properties"], parameters)
+    threshold = ref("StaleMinutes") if isinstance(threshold, str) else threshold
+    assert props["Threshold"] == threshold and props["ComparisonOperator"] == "GreaterThanThreshold"
+    (age,) = [m for m in props["Metrics"] if "MetricStat" in m]
+    assert age["MetricStat"] == {"Metric": {"Namespace": "StockAnalytics/Fetcher", "MetricName": "MaxDataAgeSeconds"},
+                                 "Period": 60, "Stat": "Maximum"}
+    (minutes_expr,) = [m for m in props["Metrics"] if m.get("ReturnData")]
+    assert minutes_expr["Expression"] == f"{age['Id']} / 60", "the threshold is in minutes, the metric in seconds"
+    assert props["TreatMissingData"] == "notBreaching", "outside market hours there is no data"
+    assert template["Parameters"]["StaleMinutes"]["Default"] == 0
+
+
+def test_entitlement_refusals_raise_an_alarm(template):
+    props = template["Resources"]["FetcherEntitlementRefusedAlarm"]["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == \
+        ("StockAnalytics/Fetcher", "EntitlementRefused", "Sum")
+    assert "Dimensions" not in props
+    assert (props["Threshold"], props["ComparisonOperator"], props["TreatMissingData"]) == \
+        (0, "GreaterThanThreshold", "notBreaching")
+    assert props["AlarmActions"]["Fn::If"][0] == "HasAlertEmail"
 
 
 # --- network -------------------------------------------------------------------------------------
