@@ -37,7 +37,8 @@ from flink_job.logs import log_event
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
 from flink_job.rollups import ROLLUP_WINDOWS, rollup_query
 from flink_job.schema import (
-    DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS, names, rollup_value_sql,
+    CANDLE_INDICATORS, DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS,
+    candle_indicator_sql, closed_value_sql, names, rollup_value_sql,
 )
 
 JAR_NAME = "pyflink-dependencies.jar"
@@ -119,7 +120,7 @@ def local_environment(conf: Configuration) -> StreamExecutionEnvironment:
 # OpenSearch sinks: table, index family, columns, document id key.
 OPENSEARCH_SINKS = (
     ("indicators_index", "stock-indicators", PUBLISHED_FIELDS, ["symbol", "ts"]),
-    ("signals_index", "stock-signals", SIGNAL_FIELDS, ["symbol", "ts", "type"]),
+    ("signals_index", "stock-signals", SIGNAL_FIELDS, ["symbol", "ts", "signal"]),
     ("dlq_index", "stock-dlq", DLQ_FIELDS, ["record_id"]),
     *((f"bars_{name}_index", f"stock-bars-{name}", ROLLUP_FIELDS, ["symbol", "window_start"])
       for name in ROLLUP_WINDOWS),
@@ -151,8 +152,7 @@ def insert_all(t_env: StreamTableEnvironment, analysis: Analysis) -> StatementSe
     t_env.create_temporary_view("signals", analysis.signals)
     t_env.create_temporary_view("dead_letters", analysis.dead_letters)
     published = ", ".join(f"`{n}`" for n in names(PUBLISHED_FIELDS))
-    rollups = {f"bars_{name}_index": rollup_query("enriched", partial(rollup_value_sql, name), minutes)
-               for name, minutes in ROLLUP_WINDOWS.items()}
+    rollups = {f"bars_{name}_index": candles_query("enriched", name, minutes) for name, minutes in ROLLUP_WINDOWS.items()}
     queries = {
         "indicators_index": f"SELECT {published} FROM enriched",
         "signals_index": "SELECT * FROM signals",
@@ -167,6 +167,17 @@ def insert_all(t_env: StreamTableEnvironment, analysis: Analysis) -> StatementSe
         statements.add_insert_sql(f"INSERT INTO {table} SELECT {columns}, "
                                   f"{tables.index_period_sql(FAMILIES[family])} FROM ({queries[table]})")
     return statements
+
+
+def candles_query(view: str, name: str, minutes: int) -> str:
+    """The ``name`` candles of each row: the open one (provisional, no indicators) and the one that
+    closed with the bar, with its indicators. One query, so both reach the sink in the rows' order:
+    a window's final document always follows its last provisional one."""
+    open_candle = rollup_query(view, partial(rollup_value_sql, name), minutes, name,
+                               dict.fromkeys(CANDLE_INDICATORS))
+    final_candle = rollup_query(view, partial(closed_value_sql, name), minutes, name,
+                                {i: candle_indicator_sql(name, i) for i in CANDLE_INDICATORS})
+    return f"{final_candle}\nUNION ALL{open_candle}"
 
 
 def run(config: JobConfig, local: bool, parallelism: int | None = None, checkpoint_dir: str | None = None,

@@ -25,8 +25,10 @@ from flink_job.config import OpenSearchConfig
 from flink_job.index_lifecycle import FAMILIES
 from flink_job.logs import log_event, use_flink_log
 from flink_job.rollups import WINDOW_LEN
-from flink_job.schema import DLQ_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_FIELD, PACKED_LEN, names, row_type
-from flink_job.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
+from flink_job.schema import (
+    CANDLE_INDICATORS, DLQ_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_FIELD, PACKED_LEN, names, row_type,
+)
+from flink_job.symbol_state import STATE_LAYOUT_VERSION, ClosedCandle, Outcome, SymbolTracker, restore_or_reset
 from flink_job.write_blocks import report_write_blocks
 
 DLQ_TAG = OutputTag("dlq", row_type(DLQ_FIELDS))
@@ -143,7 +145,7 @@ class AnalyzeBars(KeyedProcessFunction):
             log_event("rebased", symbol=symbol, basis=bar.basis, first_ts=bar.ts,
                       action="the symbol's analysis restarts from this bar at the new price basis")
         self.state.update(packed_state(tracker.to_state()))
-        yield enriched_row(enriched, tracker.rollups())
+        yield enriched_row(enriched, tracker.rollups(), tracker.closed_candles())
 
 
 # The fields that cross as they are, before the packed numbers (schema.OPERATOR_FIELDS).
@@ -151,16 +153,27 @@ _PLAIN_FIELDS = attrgetter(*names(OPERATOR_FIELDS[:OPERATOR_FIELDS.index(PACKED_
 _NUMBERS = attrgetter(*NUMBERS)
 _PACK = Struct(f"<{PACKED_LEN}d").pack
 _INCOMPLETE = (math.nan,) * WINDOW_LEN
+_NOT_CLOSED = (math.nan,) * (WINDOW_LEN + len(CANDLE_INDICATORS))
 
 
-def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None]) -> Row:
-    """A row of ``OPERATOR_FIELDS``: the plain fields, the numbers and the symbol's open rollup
-    windows packed (see ``schema``), the patterns as two and the signals as four parallel arrays."""
+def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None],
+                 closed: Sequence[ClosedCandle | None] = ()) -> Row:
+    """A row of ``OPERATOR_FIELDS``: the plain fields, then packed (see ``schema``) the numbers and,
+    per rollup length, the symbol's open window and the candle that closed with this bar and its
+    indicators; the patterns as two and the signals (the candles' too) as five parallel arrays."""
     numbers = [math.nan if v is None else v for v in _NUMBERS(enriched)]
-    for window in rollups:
-        numbers += _INCOMPLETE if window is None else window
     signals = enriched.signals  # empty lists, not NULL, without signals: thread mode cannot convert NULL
+    for i, window in enumerate(rollups):
+        numbers += _INCOMPLETE if window is None else window
+        candle = closed[i] if closed else None
+        if candle is None:
+            numbers += _NOT_CLOSED
+        else:
+            numbers += candle.window
+            numbers += [math.nan if v is None else v for v in candle.reading[:len(CANDLE_INDICATORS)]]
+            signals += candle.reading.signals
     patterns = enriched.patterns
     return Row(*_PLAIN_FIELDS(enriched), _PACK(*numbers), list(patterns), list(patterns.values()),
                [s.type for s in signals],
-               [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals])
+               [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals],
+               [s.timeframe for s in signals])

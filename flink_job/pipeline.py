@@ -19,7 +19,7 @@ from flink_job.config import OpenSearchConfig
 from flink_job.operators import DLQ_TAG, AnalyzeBars
 from flink_job.schema import (
     ENRICHED_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_DOUBLE_FUNCTION, PACKED_FIELD, PATTERNS_FIELD, PATTERNS_SQL,
-    SIGNAL_ITEM_FIELDS,
+    SIGNAL_ITEM_FIELDS, SIGNAL_KEY_SQL,
     ZIP_SIGNALS_FUNCTION, ZIP_SIGNALS_SQL, names, packed_double_sql, row_type,
 )
 
@@ -69,7 +69,7 @@ def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSe
     items = ", ".join(f"`{name}`" for name in names(SIGNAL_ITEM_FIELDS))
     return Analysis(
         enriched=enriched_table,
-        signals=t_env.sql_query(f"SELECT symbol, ts, {items} FROM {enriched_table} "
+        signals=t_env.sql_query(f"SELECT symbol, ts, {items}, {SIGNAL_KEY_SQL} AS `signal` FROM {enriched_table} "
                                 f"CROSS JOIN UNNEST(`signals`) AS s ({items})"),
         dead_letters=t_env.from_data_stream(enriched.get_side_output(DLQ_TAG)),
     )

@@ -16,7 +16,7 @@ A window is a flat list of floats (``WINDOW_LEN``), so it fits the tracker's flo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 ROLLUP_WINDOWS = {"5m": 5, "15m": 15}
 # A window: its start, its OHLCV, and the sums its average close and VWAP come from.
@@ -63,12 +63,16 @@ def advance(window: list[float], latest: tuple[float, ...], ts_ms: int, minutes:
     return empty_window(ts_ms, minutes)
 
 
-def rollup_query(view: str, at: Callable[[int], str], minutes: int) -> str:
-    """SELECT producing ``schema.ROLLUP_FIELDS`` from a view with ``symbol`` and a window with the
-    latest bar added, whose value ``index`` (START, OPEN, ...) is the SQL ``at(index)``: NULL while
-    the window is incomplete."""
+def rollup_query(view: str, at: Callable[[int], str], minutes: int, timeframe: str,
+                 indicators: Mapping[str, str | None]) -> str:
+    """SELECT producing ``schema.ROLLUP_FIELDS`` from a view with ``symbol`` and a window whose value
+    ``index`` (START, OPEN, ...) is the SQL ``at(index)``: NULL when there is none (an incomplete open
+    window, or no candle closed). ``indicators`` maps each candle indicator to its SQL, or all of them
+    to None: the open candle, still growing, has none and is ``provisional``."""
     start = f"TO_TIMESTAMP_LTZ(CAST({at(START)} AS BIGINT), 3)"
     iso = "'yyyy-MM-dd''T''HH:mm:ss''Z'''"
+    provisional = "TRUE" if all(sql is None for sql in indicators.values()) else "FALSE"
+    values = ",\n  ".join(f"{sql or 'CAST(NULL AS DOUBLE)'} AS `{name}`" for name, sql in indicators.items())
     return f"""
 SELECT
   symbol,
@@ -81,6 +85,9 @@ SELECT
   CAST({at(VOLUME)} AS BIGINT) AS volume,
   {at(SUM_CLOSE)} / {at(COUNT)} AS avg_close,
   {at(SUM_TYPICAL_VOLUME)} / NULLIF({at(VOLUME)}, 0) AS vwap,
-  CAST({at(COUNT)} AS BIGINT) AS bar_count
+  CAST({at(COUNT)} AS BIGINT) AS bar_count,
+  '{timeframe}' AS timeframe,
+  {provisional} AS provisional,
+  {values}
 FROM {view}
 WHERE {at(START)} IS NOT NULL"""

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pyflink.common import Types
 
+from flink_job.candle_indicators import INDICATOR_NAMES
 from flink_job.rollups import ROLLUP_WINDOWS, WINDOW_LEN
 
-STRING, DOUBLE, LONG, BYTES = "STRING", "DOUBLE", "BIGINT", "BYTES"
+STRING, DOUBLE, LONG, BYTES, BOOLEAN = "STRING", "DOUBLE", "BIGINT", "BYTES", "BOOLEAN"
 
 BAR_FIELDS = [
     ("symbol", STRING), ("ts", STRING), ("open", DOUBLE), ("high", DOUBLE), ("low", DOUBLE),
@@ -22,7 +23,8 @@ INDICATOR_FIELDS = [
 ]
 # The bar's candlestick patterns: TA-Lib function name -> its non-zero output (``patterns``).
 PATTERNS_FIELD = ("patterns", f"MAP<{STRING}, {LONG}>")
-SIGNAL_ITEM_FIELDS = [("type", STRING), ("direction", STRING), ("value", DOUBLE), ("detail", STRING)]
+SIGNAL_ITEM_FIELDS = [("type", STRING), ("direction", STRING), ("value", DOUBLE), ("detail", STRING),
+                      ("timeframe", STRING)]
 SIGNALS_SQL_TYPE = "ARRAY<ROW<" + ", ".join(f"`{n}` {t}" for n, t in SIGNAL_ITEM_FIELDS) + ">>"
 
 # What the analysis operator emits. Every field of a row leaving Python costs a conversion on each
@@ -30,12 +32,18 @@ SIGNALS_SQL_TYPE = "ARRAY<ROW<" + ", ".join(f"`{n}` {t}" for n, t in SIGNAL_ITEM
 # one BYTES value of packed little-endian float64 (NaN for NULL), NUMBERS in order, followed by the
 # symbol's open rollup windows with this bar (``rollups``, WINDOW_LEN values each, all NaN while
 # incomplete); SQL takes each column from it with PACKED_DOUBLE_FUNCTION.
+# Per rollup length, the packed numbers then hold the open window (WINDOW_LEN), the candle that closed
+# with this bar (WINDOW_LEN, NaN when none closed) and that candle's indicators (CANDLE_INDICATORS).
 NUMBERS = [name for name, sql_type in BAR_FIELDS + INDICATOR_FIELDS if sql_type == DOUBLE]
-ROLLUP_OFFSETS = {name: len(NUMBERS) + i * WINDOW_LEN for i, name in enumerate(ROLLUP_WINDOWS)}
-PACKED_LEN = len(NUMBERS) + WINDOW_LEN * len(ROLLUP_WINDOWS)
+CANDLE_INDICATORS = list(INDICATOR_NAMES)
+ROLLUP_BLOCK_LEN = 2 * WINDOW_LEN + len(CANDLE_INDICATORS)
+ROLLUP_OFFSETS = {name: len(NUMBERS) + i * ROLLUP_BLOCK_LEN for i, name in enumerate(ROLLUP_WINDOWS)}
+CLOSED_OFFSETS = {name: offset + WINDOW_LEN for name, offset in ROLLUP_OFFSETS.items()}
+CANDLE_INDICATOR_OFFSETS = {name: offset + 2 * WINDOW_LEN for name, offset in ROLLUP_OFFSETS.items()}
+PACKED_LEN = len(NUMBERS) + ROLLUP_BLOCK_LEN * len(ROLLUP_WINDOWS)
 PACKED_FIELD = ("numbers", BYTES)
 PACKED_DOUBLE_FUNCTION = ("packed_double", "stockanalytics.flink.PackedDouble")  # flink_job/src/main/java
-# The signals travel as four parallel arrays: in thread mode PyFlink converts every ROW inside an
+# The signals travel as five parallel arrays: in thread mode PyFlink converts every ROW inside an
 # ARRAY into one reused Row object (every element would equal the last), so the `signals` rows are
 # zipped on the Java side (ZIP_SIGNALS_SQL).
 SIGNAL_ARRAY_FIELDS = [(f"signal_{name}s", f"ARRAY<{sql_type}>") for name, sql_type in SIGNAL_ITEM_FIELDS]
@@ -64,12 +72,28 @@ def rollup_value_sql(window: str, index: int) -> str:
     return packed_double_sql(PACKED_FIELD[0], ROLLUP_OFFSETS[window] + index)
 
 
-SIGNAL_FIELDS = [("symbol", STRING), ("ts", STRING)] + SIGNAL_ITEM_FIELDS
+def closed_value_sql(window: str, index: int) -> str:
+    """As ``rollup_value_sql``, for the candle of length ``window`` that closed with the bar: NULL
+    when none did."""
+    return packed_double_sql(PACKED_FIELD[0], CLOSED_OFFSETS[window] + index)
+
+
+def candle_indicator_sql(window: str, name: str) -> str:
+    """The SQL for indicator ``name`` of the candle of length ``window`` that closed with the bar."""
+    return packed_double_sql(PACKED_FIELD[0], CANDLE_INDICATOR_OFFSETS[window] + CANDLE_INDICATORS.index(name))
+
+
+# ``signal`` tells a bar's signals apart in the document id: the type for a 1-minute signal (as
+# before there were others), then the pattern's name or the candle length (SIGNAL_KEY_SQL).
+SIGNAL_FIELDS = [("symbol", STRING), ("ts", STRING)] + SIGNAL_ITEM_FIELDS + [("signal", STRING)]
+SIGNAL_KEY_SQL = ("CASE WHEN `type` = 'candle_pattern' THEN CONCAT(`type`, ':', `detail`) "
+                  "WHEN `timeframe` <> '1m' THEN CONCAT(`type`, ':', `timeframe`) ELSE `type` END")
+# ``provisional``: the open candle, still growing, without indicators; false once final, with them.
 ROLLUP_FIELDS = [
     ("symbol", STRING), ("window_start", STRING), ("window_end", STRING), ("open", DOUBLE),
     ("high", DOUBLE), ("low", DOUBLE), ("close", DOUBLE), ("volume", LONG), ("avg_close", DOUBLE),
-    ("vwap", DOUBLE), ("bar_count", LONG),
-]
+    ("vwap", DOUBLE), ("bar_count", LONG), ("timeframe", STRING), ("provisional", BOOLEAN),
+] + [(name, DOUBLE) for name in CANDLE_INDICATORS]
 DLQ_FIELDS = [("record_id", STRING), ("raw", STRING), ("reason", STRING), ("detail", STRING),
               ("received_at", STRING)]
 

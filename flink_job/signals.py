@@ -34,16 +34,13 @@ class Signal:
     direction: str  # "up" or "down"; for trend_change the new trend ("up", "down", "flat")
     value: float | None  # the quantity that triggered it, see detect()
     detail: str
-    # The candle length of a signal on closed 5- or 15-minute candles ("5m", "15m"; see
-    # ``candle_indicators``); None on a 1-minute bar's signal, whose record then has no timeframe.
-    timeframe: str | None = None
+    # The candle length the signal was found on: "1m" for a bar's own signals, "5m" or "15m" for a
+    # signal on closed candles (see ``candle_indicators``).
+    timeframe: str = "1m"
 
     def to_record(self) -> dict:
-        record = {"type": self.type, "direction": self.direction, "value": self.value,
-                  "detail": self.detail}
-        if self.timeframe is not None:
-            record["timeframe"] = self.timeframe
-        return record
+        return {"type": self.type, "direction": self.direction, "value": self.value,
+                "detail": self.detail, "timeframe": self.timeframe}
 
 
 class Reading(NamedTuple):

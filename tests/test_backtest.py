@@ -63,8 +63,9 @@ def pure_model(lines: list[str], settings: AnalyticsSettings = AnalyticsSettings
         elif result is not None:
             record = result.to_record()
             enriched.setdefault(bar.symbol, []).append({f: record[f] for f in FIELDS if f != "signals"})
+            candle_signals = [s for c in tracker.closed_candles() if c is not None for s in c.reading.signals]
             signals.setdefault(bar.symbol, []).extend(
-                (bar.ts, s.type, s.direction, s.detail) for s in result.signals)
+                (bar.ts, s.type, s.direction, s.detail, s.timeframe) for s in [*result.signals, *candle_signals])
     return enriched, signals, sorted(reasons)
 
 
@@ -98,7 +99,8 @@ def test_backtest_equals_the_pure_model(tmp_path, expected, parallelism):
     assert got.keys() == enriched.keys()
     for symbol in enriched:
         assert got[symbol] == enriched[symbol], symbol
-    got_signals = by_symbol(read_jsonl(sig), lambda r: (r["ts"], r["type"], r["direction"], r["detail"]))
+    got_signals = by_symbol(read_jsonl(sig), lambda r: (r["ts"], r["type"], r["direction"], r["detail"],
+                                                        r["timeframe"]))
     assert {k: v for k, v in got_signals.items()} == {k: v for k, v in signals.items() if v}
     assert sorted(r["reason"] for r in read_jsonl(dlq)) == reasons
     assert "late" in reasons and len(reasons) > 4

@@ -101,9 +101,9 @@ def test_candle_signals_fire_both_ways_and_carry_their_timeframe():
                      ("rsi_zone", "up", "overbought"), ("rsi_zone", "down", "oversold")}
     assert {s.timeframe for s in signals} == {"5m"}
     assert signals[0].to_record()["timeframe"] == "5m"
-    # A 1-minute signal's record is unchanged: no timeframe.
+    # A 1-minute bar's signal is of timeframe 1m.
     assert Signal("macd_cross", "up", 1.0, "bullish").to_record() == {
-        "type": "macd_cross", "direction": "up", "value": 1.0, "detail": "bullish"}
+        "type": "macd_cross", "direction": "up", "value": 1.0, "detail": "bullish", "timeframe": "1m"}
 
 
 @pytest.mark.parametrize("name", sorted(SERIES))

@@ -14,12 +14,12 @@ import pytest
 from flink_job import main
 from flink_job.config import load_config
 from flink_job.patterns import PATTERN_NAMES
-from flink_job.schema import DOUBLE, LONG, PATTERNS_FIELD, SIGNALS_SQL_TYPE, STRING
+from flink_job.schema import BOOLEAN, DOUBLE, LONG, PATTERNS_FIELD, SIGNALS_SQL_TYPE, STRING
 from stack.services import ROOT
 
 TEMPLATES = ROOT / "flink_job" / "index_templates"
 # SQL type -> mapping type; strings are keywords unless named here.
-SQL_TO_MAPPING = {DOUBLE: "double", LONG: "long", STRING: "keyword"}
+SQL_TO_MAPPING = {DOUBLE: "double", LONG: "long", STRING: "keyword", BOOLEAN: "boolean"}
 STRING_AS = {"ts": "date", "received_at": "date", "window_start": "date", "window_end": "date",
              ("stock-dlq", "raw"): "text", ("stock-dlq", "detail"): "text"}
 _COLUMN = re.compile(r"^\s*`(\w+)` (.+?),?$")

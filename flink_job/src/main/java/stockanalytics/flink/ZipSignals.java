@@ -5,7 +5,7 @@ import org.apache.flink.table.functions.ScalarFunction;
 import org.apache.flink.types.Row;
 
 /**
- * The enriched record's {@code signals}: one row per signal, zipped from four parallel arrays.
+ * The enriched record's {@code signals}: one row per signal, zipped from five parallel arrays.
  *
  * <p>Why this exists: in thread mode PyFlink converts every ROW that a Python function emits into one
  * reused {@code Row} object ({@code PythonTypeUtils.RowDataConverter}), so an ARRAY of ROWs arrives with
@@ -14,14 +14,15 @@ import org.apache.flink.types.Row;
  */
 public class ZipSignals extends ScalarFunction {
 
-    public @DataTypeHint("ARRAY<ROW<`type` STRING, `direction` STRING, `value` DOUBLE, `detail` STRING>>") Row[] eval(
-            String[] types, String[] directions, Double[] values, String[] details) {
+    public @DataTypeHint("ARRAY<ROW<`type` STRING, `direction` STRING, `value` DOUBLE, `detail` STRING, "
+            + "`timeframe` STRING>>") Row[] eval(
+            String[] types, String[] directions, Double[] values, String[] details, String[] timeframes) {
         if (types == null) {
             return new Row[0];
         }
         Row[] rows = new Row[types.length];
         for (int i = 0; i < types.length; i++) {
-            rows[i] = Row.of(types[i], directions[i], values[i], details[i]);
+            rows[i] = Row.of(types[i], directions[i], values[i], details[i], timeframes[i]);
         }
         return rows;
     }
