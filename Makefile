@@ -141,7 +141,7 @@ retention: $(VENV)/.installed
 
 # The README's picture of the alerts feed: sample data through the pure core and the alerts, in Chromium.
 screenshot-alerts: services
-	$(PY) -m dashboards.live.screenshot_alerts
+	$(PY) -m docs_tools.screenshot_alerts
 
 run: setup
 	$(PY) -m stack.run

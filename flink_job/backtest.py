@@ -24,7 +24,7 @@ from pathlib import Path
 from pyflink.table.expressions import col
 
 from flink_job import tables
-from flink_job.analyzer import AnalyticsSettings
+from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.config import ConfigError, parse_analytics, read_property_groups
 from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
 from flink_job.pipeline import SYMBOL_KEY_SQL, analyze

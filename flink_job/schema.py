@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pyflink.common import Types
 
-from flink_job.rollups import ROLLUP_WINDOWS, WINDOW_LEN
+from flink_job.core.rollups import ROLLUP_WINDOWS, WINDOW_LEN
 
 STRING, DOUBLE, LONG, BYTES = "STRING", "DOUBLE", "BIGINT", "BYTES"
 

@@ -14,9 +14,9 @@ import time
 
 import requests
 
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar
-from flink_job.symbol_state import SymbolTracker
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar
+from flink_job.core.symbol_state import SymbolTracker
 from stack.services import all_services
 from tests.bar_data import interleave, series
 from tests.flink_rest import FlinkRest, free_port

@@ -60,7 +60,7 @@ def test_group_parameter_gives_one_schedule_per_group_covering_every_symbol(temp
         ours = {name: rule["Properties"] for name, rule in rules.items()
                 if any(t["Arn"] == {"Fn::GetAtt": ["FetcherFunction", "Arn"]} for t in rule["Properties"]["Targets"])}
         groups = []
-        for name, rule in ours.items():
+        for rule in ours.values():
             assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
             (target,) = rule["Targets"]
             groups.append(Group.from_event(json.loads(sub(target["Input"], parameters))))

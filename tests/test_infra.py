@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from flink_job import tables
-from flink_job.index_lifecycle import FAMILIES
-from flink_job.indicators import AnalyticsSettings
+from flink_job.core.index_lifecycle import FAMILIES
+from flink_job.core.indicators import AnalyticsSettings
 from flink_job.config import EXECUTION_MODES, JobConfig, parse_config
 from infra import index_templates_loader as loader
 from infra import package
@@ -618,6 +618,8 @@ def test_flink_zip_layout_and_entry_point(built, tmp_path):
     shipped = package.FLINK_PYTHON_DIR  # the run options' pyFiles: the workers import from here
     assert "main.py" in names and "lib/pyflink-dependencies.jar" in names
     assert {f"{shipped}/flink_job/{n}" for n in ("__init__.py", "main.py", "config.py")} <= set(names)
+    core = {f"{shipped}/flink_job/core/{p.name}" for p in (ROOT / "flink_job" / "core").glob("*.py")}
+    assert core and core <= set(names)  # the pure core is a subpackage: it ships too
     templates = {f"{shipped}/flink_job/index_templates/{p.name}"
                  for p in (ROOT / "flink_job" / "index_templates").glob("*.json")}
     assert templates and templates <= set(names)
@@ -677,9 +679,10 @@ def test_loader_zip_holds_the_module_and_the_job_templates(built, tmp_path):
     names = unzip(built[package.LOADER_ZIP], tmp_path)
     templates = sorted(p.name for p in package.TEMPLATES.glob("*.json"))
     assert sorted(names) == sorted(["index_templates_loader.py", *(f"index_templates/{t}" for t in templates),
-                                    "flink_job/__init__.py", "flink_job/index_lifecycle.py"])
+                                    "flink_job/__init__.py", "flink_job/core/__init__.py",
+                                    "flink_job/core/index_lifecycle.py"])
     loaded = run_isolated(
-        "import json, index_templates_loader as m, flink_job.index_lifecycle as f; "
+        "import json, index_templates_loader as m, flink_job.core.index_lifecycle as f; "
         "print(json.dumps({'file': m.__file__, 'dir': str(m.templates_dir()), 'names': sorted(m.load_templates()), "
         "'lifecycle': f.__file__}))",
         tmp_path,

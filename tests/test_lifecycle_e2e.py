@@ -12,7 +12,7 @@ from datetime import date
 
 import requests
 
-from flink_job.index_lifecycle import BY_NAME, FAMILIES
+from flink_job.core.index_lifecycle import BY_NAME, FAMILIES
 from infra.sizing import BYTES_PER_DOCUMENT
 from tests.bar_data import generate_bars, interleave
 from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for

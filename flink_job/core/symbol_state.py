@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from flink_job.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
-from flink_job.bars import Bar
-from flink_job.rollups import COUNT, INCOMPLETE, ROLLUP_WINDOWS, WINDOW_LEN, add_bar, advance, empty_window, \
+from flink_job.core.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
+from flink_job.core.bars import Bar
+from flink_job.core.rollups import COUNT, INCOMPLETE, ROLLUP_WINDOWS, WINDOW_LEN, add_bar, advance, empty_window, \
     incomplete_window
 
 # Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version;
