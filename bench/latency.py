@@ -30,8 +30,8 @@ from pathlib import Path
 from bench import opensearch, services
 from bench.procstat import group_cpu_seconds
 from bench.stats import percentile
-from flink_job.core.bars import format_ts
 from flink_job.config import load_config
+from flink_job.core.bars import format_ts
 from stack import resources
 from stack.services import all_services
 from tests.pipeline_harness import JobHarness

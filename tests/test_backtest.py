@@ -15,12 +15,12 @@ from datetime import date
 
 import pytest
 
-from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.backtest import main as backtest
+from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.bars import InvalidBar, parse_bar
+from flink_job.core.symbol_state import Outcome, SymbolTracker
 from flink_job.main import PUBLISHED_FIELDS
 from flink_job.schema import names
-from flink_job.core.symbol_state import Outcome, SymbolTracker
 from tests.bar_data import generate_bars
 
 FIELDS = names(PUBLISHED_FIELDS)

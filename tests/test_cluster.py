@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.config import parse_analytics
+from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.symbol_state import SymbolTracker
 from stack.cluster import FlinkCluster, runtime_site_packages
 from tests.bar_data import interleave, series

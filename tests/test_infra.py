@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from flink_job import tables
+from flink_job.config import EXECUTION_MODES, JobConfig, parse_config
 from flink_job.core.index_lifecycle import FAMILIES
 from flink_job.core.indicators import AnalyticsSettings
-from flink_job.config import EXECUTION_MODES, JobConfig, parse_config
 from infra import index_templates_loader as loader
 from infra import package
 from tests import fake_aws
