@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, name: str) -> dict:
     for part in (p for p in PARTS if p in _selected(args.what)):
         try:
             results[part] = _part(part, args)
-        except Exception as err:  # recorded in the results and the exit code
+        except Exception as err:  # noqa: BLE001 - recorded in the results and the exit code
             results["errors"][part] = f"{type(err).__name__}: {str(err)[:1000]}"
             print(f"{part}: FAILED: {results['errors'][part]}", file=sys.stderr, flush=True)
         results["scale"] = _scale(results)

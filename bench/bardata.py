@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flink_job.bars import format_ts
+from flink_job.core.bars import format_ts
 from stack.services import ROOT
 from tests.bar_data import FIRST_MINUTE, LAST_MINUTE, new_york_ms, trading_days
 

@@ -10,23 +10,17 @@ wall time, API calls, PutRecords calls and peak RSS are that process's. The cold
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
 
-from bench import services
+from bench import fetcher_scale, services
+from bench.fetcher_container import fresh_resources, log, run_container
 from bench.fetcher_invoke import TIMEOUT_S
 from bench.stats import summary
-from fetcher_lambda.cursor import ensure_table
-from fetcher_lambda.kinesis import ensure_stream
 from stack.services import ROOT
-from tests.fake_alphavantage import COMPACT_BARS, TEST_API_KEY, FakeAlphaVantage, minute_rows
-from tests.local_aws import DYNAMODB_URL, KINESIS_URL, local_client
+from tests.fake_alphavantage import COMPACT_BARS, FakeAlphaVantage, minute_rows
+from tests.local_aws import DYNAMODB_URL, KINESIS_URL
 
 NEEDS = ("kinesis", "dynamodb")
 _IMPORT_PROBE = ("import time; t = time.perf_counter(); import {module}; "
@@ -39,10 +33,6 @@ class Options:
     reps: int = 3
     import_reps: int = 5
     calls_per_minute: int = 1200
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def import_seconds(module: str, reps: int) -> dict:
@@ -66,36 +56,6 @@ def _port(url: str) -> str:
     return url.rsplit(":", 1)[1].rstrip("/")
 
 
-@contextmanager
-def fresh_resources(prefix: str) -> Iterator[tuple[str, str, Any]]:
-    """A new stream and cursor table (names, and a DynamoDB client), removed afterwards."""
-    tag = uuid.uuid4().hex[:10]
-    stream, table = f"{prefix}-bars-{tag}", f"{prefix}-cursor-{tag}"
-    kinesis, dynamodb = local_client("kinesis"), local_client("dynamodb")
-    ensure_stream(kinesis, stream)
-    ensure_table(dynamodb, table)
-    try:
-        yield stream, table, dynamodb
-    finally:
-        kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
-        dynamodb.delete_table(TableName=table)
-
-
-def run_container(server: FakeAlphaVantage, symbols: list[str], stream: str, table: str,
-                  settings: dict[str, str], *args: str) -> dict:
-    """``bench.fetcher_invoke`` in a fresh process (a new container) with the function's environment."""
-    env = {**os.environ, "SYMBOLS": ",".join(symbols), "ALPHAVANTAGE_BASE_URL": server.url,
-           "ALPHAVANTAGE_API_KEY": TEST_API_KEY, "STREAM_NAME": stream, "CURSOR_TABLE": table,
-           "KINESIS_ENDPOINT_URL": KINESIS_URL, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL,
-           "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1", **settings}
-    env.pop("ALPHAVANTAGE_SECRET_ARN", None)
-    out = subprocess.run([sys.executable, "-m", "bench.fetcher_invoke", *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=180)
-    if out.returncode != 0:
-        raise RuntimeError(f"fetcher invocation failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout)
-
-
 def _invoke(server: FakeAlphaVantage, symbols: list[str], calls_per_minute: int) -> dict:
     """One fresh container against a new stream and cursor table; the resources are removed after."""
     calls_before = len(server.calls())
@@ -109,8 +69,6 @@ def _invoke(server: FakeAlphaVantage, symbols: list[str], calls_per_minute: int)
 
 
 def run(opts: Options) -> dict:
-    from bench import fetcher_scale  # it builds on this module
-
     symbols = [f"BF{i:04d}" for i in range(opts.symbols)]
     server = _serve(symbols)
     try:

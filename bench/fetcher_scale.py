@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench import services
-from bench.fetcher import fresh_resources, log, run_container
+from bench.fetcher_container import fresh_resources, log, run_container
 from bench.fetcher_invoke import TIMEOUT_S
 from bench.stats import summary
 from fetcher_lambda.alphavantage import resolve_zone, to_utc

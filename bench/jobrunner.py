@@ -59,7 +59,7 @@ class JobClock:
             try:
                 job = result.get_job_client().get_job_execution_result().result()
                 clock.net_runtime_s = job.get_net_runtime() / 1000
-            except Exception:  # an informative extra: the wall-clock marks are the measurement
+            except Exception:  # noqa: BLE001 - an informative extra: the wall-clock marks are the measurement
                 pass
             return out
 

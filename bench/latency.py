@@ -30,8 +30,8 @@ from pathlib import Path
 from bench import opensearch, services
 from bench.procstat import group_cpu_seconds
 from bench.stats import percentile
-from flink_job.bars import format_ts
 from flink_job.config import load_config
+from flink_job.core.bars import format_ts
 from stack import resources
 from stack.services import all_services
 from tests.pipeline_harness import JobHarness
@@ -125,7 +125,7 @@ class Producer(threading.Thread):
                             self.failed += 1
                         else:
                             self.put_at[doc_id(bar)] = (number, returned)
-        except BaseException as err:  # re-raised by the poller
+        except BaseException as err:  # noqa: BLE001 - re-raised by the poller
             self.error = err
 
     def snapshot(self) -> dict[str, tuple[int, float]]:
@@ -271,7 +271,7 @@ def _delete_streams(harness: JobHarness) -> None:
     for stream in (harness.config.source, harness.config.sink):
         try:
             harness.kinesis.delete_stream(StreamName=stream.stream_name, EnforceConsumerDeletion=True)
-        except Exception:  # the streams are unique to this run: a leftover harms nothing
+        except Exception:  # noqa: BLE001 - the streams are unique to this run: a leftover harms nothing
             pass
 
 

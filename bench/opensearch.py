@@ -15,7 +15,7 @@ from typing import Iterator
 
 import requests
 
-from flink_job.index_lifecycle import BY_NAME
+from flink_job.core.index_lifecycle import BY_NAME
 from stack import resources
 
 INDICATORS = "stock-indicators"  # the alias over the family's indices: what readers query

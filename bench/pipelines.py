@@ -30,12 +30,12 @@ from pyflink.table.expressions import col
 
 from bench.timed_operator import TimedAnalyzeBars
 from flink_job import tables
-from flink_job.analyzer import AnalyticsSettings, Enriched
 from flink_job.backtest import read_bar_lines, run_backtest
+from flink_job.core.analyzer import AnalyticsSettings, Enriched
+from flink_job.core.signals import Signal
 from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
 from flink_job.operators import enriched_row
 from flink_job.pipeline import analyze
-from flink_job.signals import Signal
 from flink_job.schema import (
     BAR_FIELDS, DLQ_FIELDS, ENRICHED_FIELDS, INPUT_FIELDS, OPERATOR_FIELDS, SIGNAL_FIELDS, names,
     row_type,

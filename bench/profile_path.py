@@ -26,12 +26,12 @@ from pyflink.common import Row
 
 from bench.bardata import bars_file
 from bench.pipelines import PassThrough
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import parse_bar
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import parse_bar
+from flink_job.core.symbol_state import SymbolTracker
 from flink_job.main import PUBLISHED_FIELDS
 from flink_job.operators import AnalyzeBars, enriched_row, packed_state
 from flink_job.schema import names
-from flink_job.symbol_state import SymbolTracker
 
 CHUNK = 10_000
 PUBLISHED_NAMES = names(PUBLISHED_FIELDS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
-from flink_job.analyzer import AnalyticsSettings
+from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.operators import AnalyzeBars
 
 

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as err:  # turn AWS/setup failures into one readable line with the next step
+    except Exception as err:  # noqa: BLE001 - turn AWS/setup failures into one readable line with the next step
         return _report_failure(err)
 
 

@@ -211,7 +211,7 @@ def _isolated(invocation: Invocation, symbol: str) -> SymbolResult:
         return result
     try:
         process_symbol(invocation, symbol, result)
-    except Exception as err:  # isolation boundary: one symbol never stops the others
+    except Exception as err:  # noqa: BLE001 - isolation boundary: one symbol never stops the others
         _record_failure(result, err)
     return result
 
@@ -280,7 +280,7 @@ def _finish(invocation: Invocation, bars: list[Bar], put: PutResult, result: Sym
             _commit(store, result.symbol, invocation.owner, end, result)
         else:
             store.release(result.symbol, invocation.owner)
-    except Exception as err:  # a finishing thread's failure is this symbol's, like any other
+    except Exception as err:  # noqa: BLE001 - a finishing thread's failure is this symbol's, like any other
         _record_failure(result, err)
 
 
@@ -329,7 +329,7 @@ def _claim_new_bars(invocation: Invocation, series: Series, state: CursorState, 
 def _release_quietly(store: CursorStore, symbol: str, owner: str) -> None:
     try:
         store.release(symbol, owner)
-    except Exception as err:  # the lease then simply expires; the original error is what matters
+    except Exception as err:  # noqa: BLE001 - the lease then simply expires; the original error is what matters
         log_event(logger, logging.WARNING, "release_failed", symbol=symbol, detail=redact(str(err))[:300])
 
 

@@ -123,7 +123,7 @@ class OrderedSender:
         try:
             while (batch := self._next_batch()) is not None:
                 self._send(batch)
-        except Exception as err:  # never leave a fetching thread waiting on a future
+        except Exception as err:  # noqa: BLE001 - never leave a fetching thread waiting on a future
             detail = redact(f"{type(err).__name__}: {err}")[:300]
             log_event(logger, logging.ERROR, "sender_error", detail=detail)
             with self._cond:

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from flink_job.indicators import PERIOD_FIELDS, AnalyticsSettings
-from flink_job.patterns import parse_signal_patterns
+from flink_job.core.indicators import PERIOD_FIELDS, AnalyticsSettings
+from flink_job.core.patterns import parse_signal_patterns
 
 MANAGED_PROPERTIES_PATH = Path("/etc/flink/application_properties.json")
 # Test-only: where a local standalone cluster's job reads the file Managed Flink would write.

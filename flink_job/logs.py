@@ -84,6 +84,6 @@ def _log_to_flink(level: int, line: str) -> bool:
         _flink_logger.warn if level >= logging.WARNING else _flink_logger.info)
     try:
         log("{}", line)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the JVM refusing a line must not fail the job: Python logs it
         return False
     return True

@@ -32,10 +32,10 @@ from pyflink.table import StatementSet, StreamTableEnvironment
 
 from flink_job import tables
 from flink_job.config import ConfigError, JobConfig, describe, load_config, managed_properties_path
-from flink_job.index_lifecycle import BY_NAME as FAMILIES
+from flink_job.core.index_lifecycle import BY_NAME as FAMILIES
+from flink_job.core.rollups import ROLLUP_WINDOWS, rollup_query
 from flink_job.logs import log_event
 from flink_job.pipeline import SYMBOL_KEY_SQL, Analysis, analyze
-from flink_job.rollups import ROLLUP_WINDOWS, rollup_query
 from flink_job.schema import (
     CANDLE_INDICATORS, DLQ_FIELDS, ENRICHED_FIELDS, INTERNAL_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS,
     candle_indicator_sql, closed_value_sql, names, rollup_value_sql,

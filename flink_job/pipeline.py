@@ -13,9 +13,9 @@ from pyflink.common import Types
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment, Table
 
-from flink_job.activity import DEFAULT_SUMMARY_INTERVAL_MS
-from flink_job.analyzer import AnalyticsSettings
 from flink_job.config import OpenSearchConfig
+from flink_job.core.activity import DEFAULT_SUMMARY_INTERVAL_MS
+from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.operators import DLQ_TAG, AnalyzeBars
 from flink_job.schema import (
     ENRICHED_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_DOUBLE_FUNCTION, PACKED_FIELD, PATTERNS_FIELD, PATTERNS_SQL,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pyflink.common import Types
 
-from flink_job.candle_indicators import INDICATOR_NAMES
-from flink_job.rollups import ROLLUP_WINDOWS, WINDOW_LEN
+from flink_job.core.candle_indicators import INDICATOR_NAMES
+from flink_job.core.rollups import ROLLUP_WINDOWS, WINDOW_LEN
 
 STRING, DOUBLE, LONG, BYTES, BOOLEAN = "STRING", "DOUBLE", "BIGINT", "BYTES", "BOOLEAN"
 

@@ -6,7 +6,7 @@ Options are assembled from the typed config, never from conditional SQL fragment
 from __future__ import annotations
 
 from flink_job.config import OpenSearchConfig, StreamConfig
-from flink_job.index_lifecycle import PERIOD_CHARS, Family
+from flink_job.core.index_lifecycle import PERIOD_CHARS, Family
 
 # The sink column that names a record's index (``<family>-<period>``). The connector writes every
 # column into the document, so it is stored, but not indexed (see the index templates).

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from flink_job.index_lifecycle import RetentionError, parse_retention
+from flink_job.core.index_lifecycle import RetentionError, parse_retention
 from infra import capacity, sizing
 
 PRICES_AS_OF = "2026-12"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))
 
-from flink_job.main import main  # noqa: E402 - after the path is set
+from flink_job.main import main
 
 if __name__ == "__main__":
     main()

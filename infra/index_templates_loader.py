@@ -9,7 +9,7 @@ Invoked directly (``infra/deploy.sh index-templates``) it puts them and returns 
 Settings come from the function's environment: ``OPENSEARCH_ENDPOINT`` (``https://host`` or a
 bare host), ``MASTER_SECRET_ARN`` (``{"username", "password"}``; unset: no authentication, as on
 the local OpenSearch), ``DATA_NODES``, ``ISM`` (``true``: put the retention policies) and ``RETENTION_DAYS``
-(``family=days,...`` overrides of the defaults in ``flink_job/index_lifecycle.py``; empty keeps
+(``family=days,...`` overrides of the defaults in ``flink_job/core/index_lifecycle.py``; empty keeps
 them). The template files set
 ``number_of_replicas`` 0, right for one node; with more data nodes each shard gets one replica on
 another node.
@@ -23,7 +23,7 @@ State Management policy per family that deletes its indices after their retentio
 does the same there).
 
 Standard library plus boto3, which the Lambda runtime provides: the zip holds this file, the
-templates and ``flink_job/index_lifecycle.py``. ``load_templates``, ``with_replicas`` and
+templates and ``flink_job/core/index_lifecycle.py``. ``load_templates``, ``with_replicas`` and
 ``put_templates`` do the work and are tested against the local OpenSearch; ``handler`` adds the
 custom-resource protocol.
 """
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from flink_job.index_lifecycle import FAMILIES, RetentionError, ism_policy, ism_policy_id, parse_retention
+from flink_job.core.index_lifecycle import FAMILIES, RetentionError, ism_policy, ism_policy_id, parse_retention
 
 log = logging.getLogger("index_templates_loader")
 log.setLevel(logging.INFO)

@@ -2,8 +2,8 @@
 
 - ``flink-app.zip``: ``main.py`` (from ``infra/flink_main.py``), ``lib/pyflink-dependencies.jar`` and
   ``python/``, the folder the run options ship to the workers (``pyFiles``): the ``flink_job`` package
-  (its ``.py`` files and ``index_templates/``) and ``tzdata``, so time zones never depend on the
-  runtime image. This is the layout the application's run options in ``infra/cloudformation.yaml``
+  (its ``.py`` files, ``core/`` included, and ``index_templates/``) and ``tzdata``, so time zones
+  never depend on the runtime image. This is the layout the application's run options in ``infra/cloudformation.yaml``
   point to.
 - ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests``, ``tzdata`` and their
   dependencies, at the versions installed in this venv (the Lambda runtime ships boto3 but not
@@ -11,8 +11,8 @@
 - ``alerts-lambda.zip``: the ``alerts`` package (its ``.py`` files and the default ``rules.json``)
   plus ``tzdata`` (alert times are New York time, and the runtime may lack a zone database).
 - ``index-templates-loader.zip``: ``index_templates_loader.py``, the job's ``index_templates/`` and
-  ``flink_job/index_lifecycle.py`` (the index families and their retention), the function that puts
-  the templates and retention policies from inside the VPC (standard library and boto3 only).
+  ``flink_job/core/index_lifecycle.py`` (the index families and their retention), the function that
+  puts the templates and retention policies from inside the VPC (standard library and boto3 only).
 
 Zips are deterministic (sorted entries, fixed timestamps and modes), so an unchanged build gives
 the same bytes and ``deploy.sh`` uploads the same content under the same hash.
@@ -154,7 +154,8 @@ def loader_entries() -> list[tuple[str, Path]]:
         ("index_templates_loader.py", ROOT / "infra" / "index_templates_loader.py"),
         # The families and their retention, shared with the job: a pure module, no pyflink.
         ("flink_job/__init__.py", ROOT / "flink_job" / "__init__.py"),
-        ("flink_job/index_lifecycle.py", ROOT / "flink_job" / "index_lifecycle.py"),
+        ("flink_job/core/__init__.py", ROOT / "flink_job" / "core" / "__init__.py"),
+        ("flink_job/core/index_lifecycle.py", ROOT / "flink_job" / "core" / "index_lifecycle.py"),
         *((f"index_templates/{p.name}", p) for p in TEMPLATES.glob("*.json")),
     ]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from flink_job.index_lifecycle import BY_NAME, RetentionError, longest_period_days, parse_retention
+from flink_job.core.index_lifecycle import BY_NAME, RetentionError, longest_period_days, parse_retention
 
 TEMPLATE = Path(__file__).resolve().parent / "cloudformation.yaml"
 # Bytes on disk (primary, merged segments) per document, measured through the real job with the

@@ -2,7 +2,7 @@
 
 Amazon OpenSearch Service deletes them with the ISM policies the stack's loader puts; the local
 integration-test distribution has no ISM, so this applies the same decision
-(``flink_job.index_lifecycle.expired``: index names, today's date, retention days) over HTTP.
+(``flink_job.core.index_lifecycle.expired``: index names, today's date, retention days) over HTTP.
 ``make run`` runs it at start and then every hour.
 
     python -m stack.retention [--days stock-dlq=14,...] [--today 2024-06-30] [--dry-run] [--every SECONDS]
@@ -23,7 +23,7 @@ from typing import Mapping
 
 import requests
 
-from flink_job.index_lifecycle import FAMILIES, RetentionError, expired, parse_retention
+from flink_job.core.index_lifecycle import FAMILIES, RetentionError, expired, parse_retention
 from stack.services import Ports
 
 RETENTION_ENV = "RETENTION_DAYS"

@@ -17,7 +17,7 @@ class AlertReceiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 alert = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     outer.attempts[alert["id"]] = outer.attempts.get(alert["id"], 0) + 1

@@ -18,9 +18,9 @@ from alerts.message import NEW_YORK
 from alerts.records import parse_record
 from alerts.rules import RuleSet, load_rules
 from fetcher_lambda.replay import load_bars
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import validate_record
-from flink_job.symbol_state import SymbolTracker
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import validate_record
+from flink_job.core.symbol_state import SymbolTracker
 
 
 def enriched_sample_records() -> list[bytes]:

@@ -14,7 +14,7 @@ import random
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flink_job.bars import Bar, format_ts
+from flink_job.core.bars import Bar, format_ts
 
 NEW_YORK = ZoneInfo("America/New_York")
 # The Friday before and the Monday after the 2024-03-10 switch from EST to EDT.

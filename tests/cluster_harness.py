@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import parse_bar
-from flink_job.symbol_state import SymbolTracker
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import parse_bar
+from flink_job.core.symbol_state import SymbolTracker
 from infra import package
 from stack.cluster import RUN_OPTIONS_GROUP, FlinkCluster
 from tests.bar_data import same

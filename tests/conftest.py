@@ -1,8 +1,13 @@
-"""Shared pytest fixtures.
+"""Shared pytest fixtures, and the marks that say what each test needs.
 
 Fetcher fixtures: a fake Alpha Vantage server on a real socket, and uniquely named Kinesis streams
 and DynamoDB tables on the local services (``python -m stack.services start``), deleted after each
 test.
+
+Marks (registered in pyproject.toml): ``services``, ``jvm``, ``browser``, ``packaging``, ``tools``.
+A test gets them from the fixtures it uses, directly or through other fixtures (``NEEDS_BY_FIXTURE``),
+and from its module's ``pytestmark`` or its own decorator where no fixture shows the need (a test
+that starts the job itself). ``make check`` runs the tests that have none of them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,47 @@ import pytest
 
 from tests.fake_alphavantage import TEST_API_KEY, FakeAlphaVantage
 from tests.local_aws import DYNAMODB_URL, KINESIS_URL, local_client
+
+# Fixture name -> what a test that uses it needs. The names are the suite's own (a test module that
+# defines a fixture of one of these names means the same thing by it).
+NEEDS_BY_FIXTURE: dict[str, tuple[str, ...]] = {
+    "local_kinesis": ("services",),
+    "local_dynamodb": ("services",),
+    "opensearch": ("services",),  # test_dashboard_live, test_index_templates_loader: the local OpenSearch
+    "old_indices": ("services",),  # test_retention
+    "write_blocked_index": ("services",),  # test_write_blocks
+    "job": ("jvm", "services"),  # the job in a local mini-cluster, reading and writing the local services
+    "cluster": ("jvm", "services"),  # test_cluster: a standalone Flink cluster
+    "browser_context": ("browser",),  # test_dashboard_live: Chromium through Playwright
+    "packaged_dist": ("packaging",),  # python -m infra.package, with the connector jar Maven builds
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = {need for name in item.fixturenames for need in NEEDS_BY_FIXTURE.get(name, ())}
+        for need in sorted(needs):
+            item.add_marker(need)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--min-selected", type=int, default=0, metavar="N",
+                     help="stop with an error if fewer than N tests are selected (make check: a tier that "
+                          "lost its tests to a wrong mark must not pass unnoticed)")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    minimum = config.getoption("--min-selected")
+    return f"{len(items)} tests selected (at least {minimum} expected)" if minimum else None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    minimum = session.config.getoption("--min-selected")
+    if len(session.items) < minimum:
+        pytest.exit(f"only {len(session.items)} tests selected, fewer than --min-selected={minimum}: "
+                    "check the marks in tests/conftest.py (NEEDS_BY_FIXTURE) and the -m expression",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _require_service(client, call: Callable[[], object], name: str, endpoint: str):

@@ -171,7 +171,7 @@ class FakeAlphaVantage:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 parsed = urlparse(self.path)
                 if parsed.path != "/query":
                     self.send_error(404)
@@ -193,7 +193,7 @@ class FakeAlphaVantage:
                 with fake._lock:
                     fake.timings.append(Timing(query.get("symbol", ""), arrived, time.monotonic()))
 
-            def log_message(self, format: str, *args: object) -> None:
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
                 pass  # request lines carry the API key; tests check it appears nowhere
 
         return Handler

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import requests
 
 from flink_job.config import load_config
-from flink_job.rollups import ROLLUP_WINDOWS
+from flink_job.core.rollups import ROLLUP_WINDOWS
 from stack import resources
 from stack.properties import local_property_groups
 from stack.services import ROOT
@@ -164,7 +164,7 @@ def assert_rollups_equal(harness: JobHarness, bars: dict[str, list[dict]], timeo
     to the reference, and no other window is: waited for, since each window's last upsert may still
     be on its way. ``watch``: a harness whose local job must keep running meanwhile."""
     for name, minutes in ROLLUP_WINDOWS.items():
-        def problems() -> list[str]:
+        def problems(name: str = name, minutes: int = minutes) -> list[str]:
             return rollup_differences(harness.docs_for(f"stock-bars-{name}", list(bars)), bars, minutes)
 
         try:

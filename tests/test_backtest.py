@@ -15,12 +15,12 @@ from datetime import date
 
 import pytest
 
-from flink_job.analyzer import AnalyticsSettings
 from flink_job.backtest import main as backtest
-from flink_job.bars import InvalidBar, parse_bar
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import InvalidBar, parse_bar
+from flink_job.core.symbol_state import Outcome, SymbolTracker
 from flink_job.main import PUBLISHED_FIELDS
 from flink_job.schema import names
-from flink_job.symbol_state import Outcome, SymbolTracker
 from tests.bar_data import generate_bars
 
 FIELDS = names(PUBLISHED_FIELDS)
@@ -86,6 +86,7 @@ def expected():
     return lines, pure_model(lines)
 
 
+@pytest.mark.jvm  # the backtest runs the real job in a local mini-cluster
 @pytest.mark.parametrize("parallelism", [1, 4])
 def test_backtest_equals_the_pure_model(tmp_path, expected, parallelism):
     lines, (enriched, signals, reasons) = expected
@@ -111,6 +112,7 @@ def properties_file(path, analytics: dict[str, str]):
     return path
 
 
+@pytest.mark.jvm
 def test_clean_input_under_other_periods_equals_the_model_with_an_empty_dead_letter_file(tmp_path):
     analytics = {"sma_mid_period": "10", "sma_long_period": "30", "rsi_period": "7", "ema_fast_period": "5",
                  "ema_slow_period": "13", "macd_signal_period": "4", "bb_period": "15", "trend_window": "9"}

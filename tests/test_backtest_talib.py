@@ -14,7 +14,7 @@ import talib
 
 from fetcher_lambda.replay import load_bars
 from flink_job.backtest import main as backtest
-from flink_job.patterns import PATTERN_NAMES
+from flink_job.core.patterns import PATTERN_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,14 @@ from datetime import date
 import numpy as np
 import pytest
 
-from flink_job.analyzer import AnalyticsSettings, Analyzer, IncompatibleState
+from flink_job.core.analyzer import AnalyticsSettings, Analyzer, IncompatibleState
 from flink_job.backtest import main as backtest
 from flink_job.backtest import stream_key
-from flink_job.bars import Bar, format_ts
-from flink_job.candle_indicators import CANDLE_SNAPSHOT_VERSION, INDICATOR_NAMES, CandleIndicators, CandleReading
-from flink_job.rollups import ROLLUP_WINDOWS
-from flink_job.signals import Signal
-from flink_job.symbol_state import STATE_LAYOUT_VERSION, ClosedCandle, Outcome, SymbolTracker, restore_or_reset
+from flink_job.core.bars import Bar, format_ts
+from flink_job.core.candle_indicators import CANDLE_SNAPSHOT_VERSION, INDICATOR_NAMES, CandleIndicators, CandleReading
+from flink_job.core.rollups import ROLLUP_WINDOWS
+from flink_job.core.signals import Signal
+from flink_job.core.symbol_state import STATE_LAYOUT_VERSION, ClosedCandle, Outcome, SymbolTracker, restore_or_reset
 from tests.bar_data import generate_bars, minute_bars, rollup_differences, rollup_reference
 from tests.test_indicators import CUSTOM, assert_series, talib_reference
 from tests.test_stream_semantics import layout_5_state, older_layout_state

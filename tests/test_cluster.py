@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from flink_job.analyzer import AnalyticsSettings
 from flink_job.config import parse_analytics
-from flink_job.symbol_state import SymbolTracker
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.symbol_state import SymbolTracker
 from stack.cluster import FlinkCluster, runtime_site_packages
 from tests.bar_data import interleave, series
 from tests.cluster_harness import ClusterApp, assert_records_equal, model_records, split
@@ -133,7 +133,7 @@ def test_stop_with_savepoint_rescales_1_2_1_and_no_symbol_restarts_its_warm_up(c
                 assert app.cluster.job(app.job)["vertices"][0]["parallelism"] == parallelism
             done = count_indexed(app, symbols)
             app.harness.put_bars(interleave(part))
-            wait_for(lambda: count_indexed(app, symbols) >= done + 50 * len(symbols), 180,
+            wait_for(lambda done=done: count_indexed(app, symbols) >= done + 50 * len(symbols), 180,
                      f"bars at parallelism {parallelism}")
             app.assert_restarts(0)
         # Equal to an uninterrupted run: a warm-up restarted by a restore would leave indicators None.

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from flink_job.config import ConfigError, describe, load_config, parse_config, read_property_groups
-from flink_job.indicators import AnalyticsSettings
+from flink_job.core.indicators import AnalyticsSettings
 from stack.services import ROOT
 
 LOCAL = ROOT / "stack" / "application_properties.json"

@@ -33,7 +33,8 @@ def send(store: AlertStore, symbol: str, ts: str, kind: str = "sma_cross", direc
     return alert
 
 
-def test_alerts_appear_in_the_feed_and_new_ones_are_highlighted(page, series, backend_factory, alert_store):
+# F811: the fixtures are imported from test_dashboard_live, and a test names them as its parameters.
+def test_alerts_appear_in_the_feed_and_new_ones_are_highlighted(page, series, backend_factory, alert_store):  # noqa: F811
     symbol, _ = series
     first = [send(alert_store, symbol, f"2024-03-08T15:{m:02d}:00Z") for m in (31, 45)]
     backend = backend_factory(opensearch_url(), "--alerts-table", alert_store.table, "--dynamodb", DYNAMODB_URL)
@@ -51,7 +52,7 @@ def test_alerts_appear_in_the_feed_and_new_ones_are_highlighted(page, series, ba
     assert page.problems == []
 
 
-def test_the_alerts_api_says_when_alerts_are_off_and_validates_input(series, backend_factory, alert_store):
+def test_the_alerts_api_says_when_alerts_are_off_and_validates_input(series, backend_factory, alert_store):  # noqa: F811
     symbol, _ = series
     off = backend_factory().url
     assert requests.get(off + "api/alerts", timeout=10).json() == {"status": "off", "alerts": []}

@@ -25,8 +25,8 @@ from typing import Iterator
 import pytest
 import requests
 
-from flink_job.analyzer import Analyzer
-from flink_job.index_lifecycle import BY_NAME
+from flink_job.core.analyzer import Analyzer
+from flink_job.core.index_lifecycle import BY_NAME
 from stack import resources
 from tests.bar_data import generate_bars
 from tests.local_aws import OPENSEARCH_URL

@@ -240,7 +240,7 @@ class RecordingServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 outer.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers),
                                        "body": self.rfile.read(length)})

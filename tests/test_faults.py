@@ -12,15 +12,19 @@ import random
 import threading
 import time
 
+import pytest
 import requests
 
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar
-from flink_job.symbol_state import SymbolTracker
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar
+from flink_job.core.symbol_state import SymbolTracker
 from stack.services import all_services
 from tests.bar_data import interleave, series
 from tests.flink_rest import FlinkRest, free_port
 from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
+
+# The real job in a local mini-cluster against the local services.
+pytestmark = [pytest.mark.jvm, pytest.mark.services]
 
 COMPARED = ("close", "volume", "sma_5", "sma_20", "sma_50", "ema_12", "ema_26", "macd", "macd_signal",
             "rsi_14", "bb_upper", "bb_lower", "vwap", "volume_z_20", "trend")

@@ -115,7 +115,7 @@ def test_concurrent_invocations_send_each_bar_once(fake_alphavantage, fetcher_se
     symbols = ("IBM", "AAPL", "MSFT")
     settings = replace(fetcher_settings, symbols=symbols)
     expected: Counter = Counter()
-    for position, symbol in enumerate(symbols):
+    for symbol in symbols:
         rows = fake.minute_rows("2024-03-08 10:00", 30)
         # A slow API makes both invocations read the same cursor before either claims.
         fake_alphavantage.set_series(symbol, rows, delay_s=0.2)
@@ -130,11 +130,11 @@ def test_concurrent_invocations_send_each_bar_once(fake_alphavantage, fetcher_se
         barrier = threading.Barrier(2)
         summaries = [None, None]
 
-        def invoke(i: int) -> None:
+        def invoke(i: int, barrier: threading.Barrier, summaries: list, round_number: int) -> None:
             barrier.wait()
             summaries[i] = run_once(settings, clients[i], owner=f"round{round_number}-invocation{i}")
 
-        threads = [threading.Thread(target=invoke, args=(i,)) for i in range(2)]
+        threads = [threading.Thread(target=invoke, args=(i, barrier, summaries, round_number)) for i in range(2)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from flink_job.index_lifecycle import BY_NAME, FAMILIES, RetentionError, expired, family_of_index, ism_policy, \
+from flink_job.core.index_lifecycle import BY_NAME, FAMILIES, RetentionError, expired, family_of_index, ism_policy, \
     parse_retention, period_bounds
 from stack.services import ROOT
 

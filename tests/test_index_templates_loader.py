@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from flink_job.index_lifecycle import parse_retention
+from flink_job.core.index_lifecycle import parse_retention
 from infra import index_templates_loader as loader
 from tests.local_aws import OPENSEARCH_URL as OPENSEARCH
 JOB_TEMPLATES = Path(__file__).resolve().parent.parent / "flink_job" / "index_templates"
@@ -43,7 +43,7 @@ class ResponseRecorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:  # noqa: N802 - http.server API
+            def do_PUT(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 recorder.headers.append(dict(self.headers))
                 recorder.answers.append(json.loads(body))
@@ -51,7 +51,7 @@ class ResponseRecorder:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: object) -> None:
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -13,7 +13,7 @@ import pytest
 
 from flink_job import main
 from flink_job.config import load_config
-from flink_job.patterns import PATTERN_NAMES
+from flink_job.core.patterns import PATTERN_NAMES
 from flink_job.schema import BOOLEAN, DOUBLE, LONG, PATTERNS_FIELD, SIGNALS_SQL_TYPE, STRING
 from stack.services import ROOT
 

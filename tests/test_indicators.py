@@ -22,10 +22,10 @@ import pytest
 import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
-from flink_job.analyzer import RECORD_FIELDS, SNAPSHOT_VERSION, Analyzer, Enriched, IncompatibleState
-from flink_job.bars import Bar, validate_record
-from flink_job.patterns import SNAPSHOT_LEN as PATTERNS_SNAPSHOT_LEN
-from flink_job.indicators import (
+from flink_job.core.analyzer import RECORD_FIELDS, SNAPSHOT_VERSION, Analyzer, Enriched, IncompatibleState
+from flink_job.core.bars import Bar, validate_record
+from flink_job.core.patterns import SNAPSHOT_LEN as PATTERNS_SNAPSHOT_LEN
+from flink_job.core.indicators import (
     EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, SessionVWAP, Trend, TrailingZScore,
     VolumeZScore, new_york_session,
 )

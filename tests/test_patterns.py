@@ -5,7 +5,7 @@ TA-Lib is the oracle: for each bar, ``CandlePatterns.update`` must return what t
 The series mix random bars on a price grid (so ties at the thresholds happen), session gaps, flat
 bars (open = high = low = close), runs of identical bars, and handcrafted sequences that make
 each pattern fire. ``python -m tests.test_patterns`` prints the firing rates quoted in
-``flink_job.patterns``.
+``flink_job.core.patterns``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import talib
 
-from flink_job.patterns import (
+from flink_job.core.patterns import (
     DEFAULT_SIGNAL_MIN_STRENGTH, DEFAULT_SIGNAL_PATTERNS, HISTORY, LOOKBACK, PATTERN_NAMES,
     SNAPSHOT_LEN, SNAPSHOT_VERSION, CandlePatterns, _move_all, _MOVES, parse_signal_patterns,
     pattern_signals,
@@ -366,7 +366,7 @@ def test_parse_signal_patterns():
 
 
 def main() -> None:
-    """Print the firing rates per bar quoted in flink_job.patterns."""
+    """Print the firing rates per bar quoted in flink_job.core.patterns."""
     from tests.bar_data import generate_bars, trading_days
 
     generated = [[(b.open, b.high, b.low, b.close) for b in generate_bars(s, trading_days(date(2024, 3, 4), 10))]

@@ -11,9 +11,9 @@ from datetime import date
 
 import pytest
 
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import parse_bar
-from flink_job.symbol_state import SymbolTracker
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import parse_bar
+from flink_job.core.symbol_state import SymbolTracker
 from tests.bar_data import generate_bars
 from tests.pipeline_harness import (JobHarness, assert_no_restarts, assert_rollups_equal, start_with_rest, unique_symbol,
                                     wait_for)

@@ -117,6 +117,7 @@ def test_stop_ends_every_process_of_a_crashed_run_and_no_other(run_dir, monkeypa
 
 
 # --- the progress line ---------------------------------------------------------------------------
+@pytest.mark.services  # reads the suite's own OpenSearch
 def test_the_progress_line_says_what_is_down_instead_of_counting_zero():
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
         closed, busy = spare_port(), silent.getsockname()[1]
@@ -172,6 +173,8 @@ def wait_for_line(log: Path, pattern: str, proc: subprocess.Popen, timeout_s: fl
     raise AssertionError(f"no line matching {pattern!r} within {timeout_s:.0f}s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.services
+@pytest.mark.jvm  # a whole `make run`: services of its own, the job, and the suite's OpenSearch
 def test_make_run_beside_the_suite_then_crashed_is_stopped_whole(run_dir):
     """A run on its own ports: every component uses them, the suite's services are untouched, a second
     run is refused, and after the run is killed `make stop` ends all it left, the job's JVM included."""

@@ -21,6 +21,7 @@ def own_run_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.services  # starts the local Kinesis and DynamoDB (make setup installs them)
 @pytest.mark.parametrize("service_class,companion", [(Kinesis, 1000), (DynamoDB, 0)])
 def test_start_twice_is_harmless_and_stop_frees_the_port(own_run_dir, service_class, companion):
     port = spare_port(companion)  # never a port a run or the suite uses
@@ -46,6 +47,7 @@ def test_a_port_held_by_another_process_is_a_clear_error(own_run_dir):
             Kinesis(port).start()
 
 
+@pytest.mark.services
 def test_the_running_opensearch_is_reused_not_restarted():
     service = OpenSearch(Ports.from_env().opensearch)
     assert service.healthy(service.port), "make test starts OpenSearch before the suite"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import talib
 
-from flink_job.analyzer import Analyzer, Enriched
-from flink_job.indicators import AnalyticsSettings
-from flink_job.signals import (
+from flink_job.core.analyzer import Analyzer, Enriched
+from flink_job.core.indicators import AnalyticsSettings
+from flink_job.core.signals import (
     INITIAL_STATE, Reading, Signal, SignalState, cross, detect, dump_state, load_state,
 )
 from tests.bar_data import minute_bars

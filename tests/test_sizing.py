@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flink_job.index_lifecycle import parse_retention
+from flink_job.core.index_lifecycle import parse_retention
 from infra import sizing
 
 DEFAULTS = parse_retention("")

@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from flink_job.activity import Activity
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, format_ts, parse_bar, parse_keyed
-from flink_job.rollups import ROLLUP_WINDOWS
-from flink_job.symbol_state import Outcome, SymbolTracker, restore_or_reset
+from flink_job.core.activity import Activity
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, format_ts, parse_bar, parse_keyed
+from flink_job.core.rollups import ROLLUP_WINDOWS
+from flink_job.core.symbol_state import Outcome, SymbolTracker, restore_or_reset
 from tests.bar_data import generate_bars, rollup_differences
 
 NOW_MS = 1_710_000_000_000  # 2024-03-09T16:00:00Z

@@ -68,7 +68,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
     files: dict[str, Path]
 
     # --- routing ---------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query, keep_blank_values=True)
         api: dict[str, Callable[[dict], object]] = {

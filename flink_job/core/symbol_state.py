@@ -32,10 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from flink_job.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
-from flink_job.bars import NO_BASIS, Bar
-from flink_job.candle_indicators import CandleIndicators, CandleReading, candle_record
-from flink_job.rollups import CLOSE, COUNT, INCOMPLETE, ROLLUP_WINDOWS, START, WINDOW_LEN, add_bar, advance, \
+from flink_job.core.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
+from flink_job.core.bars import NO_BASIS, Bar
+from flink_job.core.candle_indicators import CandleIndicators, CandleReading, candle_record
+from flink_job.core.rollups import CLOSE, COUNT, INCOMPLETE, ROLLUP_WINDOWS, START, WINDOW_LEN, add_bar, advance, \
     empty_window, incomplete_window
 
 # Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version;

@@ -17,13 +17,13 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from itertools import islice
 
-from flink_job.bars import Bar
-from flink_job.indicators import (
+from flink_job.core.bars import Bar
+from flink_job.core.indicators import (
     PERIOD_FIELDS, EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, Return, SessionVWAP, Trend,
     TrailingZScore, VolumeZScore, dump_window, load_window, new_york_session,
 )
-from flink_job.patterns import SNAPSHOT_LEN, CandlePatterns, pattern_signals
-from flink_job.signals import (
+from flink_job.core.patterns import SNAPSHOT_LEN, CandlePatterns, pattern_signals
+from flink_job.core.signals import (
     INITIAL_STATE, Reading, Signal, SignalState, detect, dump_state, load_state,
 )
 

@@ -22,13 +22,13 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import NamedTuple
 
-from flink_job.analyzer import IncompatibleState
-from flink_job.bars import format_ts
-from flink_job.indicators import (
+from flink_job.core.analyzer import IncompatibleState
+from flink_job.core.bars import format_ts
+from flink_job.core.indicators import (
     EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, decode, dump_window, encode, load_window,
 )
-from flink_job.rollups import CLOSE, COUNT, HIGH, LOW, OPEN, START, SUM_CLOSE, SUM_TYPICAL_VOLUME, VOLUME
-from flink_job.signals import Reading, Signal, SignalState, detect
+from flink_job.core.rollups import CLOSE, COUNT, HIGH, LOW, OPEN, START, SUM_CLOSE, SUM_TYPICAL_VOLUME, VOLUME
+from flink_job.core.signals import Reading, Signal, SignalState, detect
 
 CANDLE_SNAPSHOT_VERSION = 1.0
 # The periods that shape a candle snapshot (stored in its header, as the analyzer's are).

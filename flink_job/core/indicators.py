@@ -24,7 +24,7 @@ from itertools import islice
 from operator import mul, sub
 from zoneinfo import ZoneInfo
 
-from flink_job.patterns import DEFAULT_SIGNAL_MIN_STRENGTH, DEFAULT_SIGNAL_PATTERNS, PATTERN_NAMES
+from flink_job.core.patterns import DEFAULT_SIGNAL_MIN_STRENGTH, DEFAULT_SIGNAL_PATTERNS, PATTERN_NAMES
 
 NAN = math.nan
 NONE3: tuple[None, None, None] = (None, None, None)

@@ -28,13 +28,13 @@ from alerts.store import AlertStore, ensure_table
 from dashboards.live.alerts_reader import AlertsReader
 from dashboards.live.server import make_server
 from fetcher_lambda.replay import load_bars
-from flink_job.analyzer import AnalyticsSettings
-from flink_job.bars import validate_record
-from flink_job.index_lifecycle import BY_NAME
-from flink_job.symbol_state import SymbolTracker
+from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import validate_record
+from flink_job.core.index_lifecycle import BY_NAME
+from flink_job.core.symbol_state import SymbolTracker
 from stack import resources
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "dashboard-alerts.png"
 OPENSEARCH = "http://127.0.0.1:9200"
 DYNAMODB = "http://127.0.0.1:8000"
