@@ -27,7 +27,8 @@ PANEL_VERSION = "7.10.0"  # panels at or above 7.3 are not migrated again when a
 EMPTY_QUERY = {"query": "", "language": "kuery"}
 INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
 # OpenSearch field type -> Dashboards field type
-FIELD_TYPES = {"keyword": "string", "text": "string", "double": "number", "long": "number", "date": "date"}
+FIELD_TYPES = {"keyword": "string", "text": "string", "double": "number", "long": "number", "short": "number",
+               "boolean": "boolean", "date": "date"}
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,18 @@ def signals_table() -> dict:
     }, references)
 
 
+def patterns_table() -> dict:
+    """The candlestick patterns that are signals (``Analytics.signal_patterns``), newest first."""
+    meta, references = search_source(SIGNALS)
+    source = json.loads(meta["searchSourceJSON"])
+    source["query"] = {"query": 'type : "candle_pattern"', "language": "kuery"}
+    return saved_object("search", "stock-analytics-search-patterns", {
+        "title": "Candlestick patterns (newest first)", "description": "", "hits": 0, "version": 1,
+        "columns": ["symbol", "detail", "direction", "value"], "sort": [["ts", "desc"]],
+        "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(source)},
+    }, references)
+
+
 def visualizations() -> list[dict]:
     return [
         symbol_control(),
@@ -255,12 +268,17 @@ def visualizations() -> list[dict]:
         time_chart("stock-analytics-vis-bars-5m", "5-minute bars: range, close and VWAP", BARS_5M, "line", "Price", [
             ("max", "high", "High", "line"), ("min", "low", "Low", "line"),
             ("avg", "close", "Close", "line"), ("avg", "vwap", "VWAP", "line")]),
+        patterns_table(),
+        time_chart("stock-analytics-vis-5m-rsi-macd", "5-minute candles: RSI 14 and MACD 12 26 9", BARS_5M, "line",
+                   "Value", [("avg", "rsi_14", "RSI 14", "line"), ("avg", "macd_hist", "MACD histogram", "histogram"),
+                             ("avg", "macd", "MACD", "line"), ("avg", "macd_signal", "MACD signal", "line")]),
     ]
 
 
 # (x, y, w, h) on the 48-column dashboard grid, in the order of visualizations()
 LAYOUT = [(0, 0, 10, 8), (10, 0, 20, 8), (30, 0, 18, 8), (0, 8, 32, 16), (32, 8, 16, 16),
-          (0, 24, 32, 9), (32, 24, 16, 9), (0, 33, 24, 11), (24, 33, 24, 11), (0, 44, 48, 11)]
+          (0, 24, 32, 9), (32, 24, 16, 9), (0, 33, 24, 11), (24, 33, 24, 11), (0, 44, 48, 11),
+          (0, 55, 20, 12), (20, 55, 28, 12)]
 
 
 def dashboard(panels: list[dict]) -> dict:

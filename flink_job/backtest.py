@@ -33,10 +33,9 @@ from pathlib import Path
 from pyflink.table.expressions import col
 
 from flink_job import tables
-from flink_job.core.analyzer import AnalyticsSettings
-from flink_job.core.bars import InvalidBar, parse_keyed
 from flink_job.config import ConfigError, parse_analytics, read_property_groups
 from flink_job.core.analyzer import AnalyticsSettings
+from flink_job.core.bars import InvalidBar, parse_keyed
 from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
 from flink_job.pipeline import SYMBOL_KEY_SQL, analyze
 from flink_job.schema import DLQ_FIELDS, SIGNAL_FIELDS, names

@@ -24,13 +24,11 @@ from flink_job.core.analyzer import AnalyticsSettings, Enriched
 from flink_job.core.bars import InvalidBar, clip_utf8, format_ts, parse_keyed
 from flink_job.core.index_lifecycle import FAMILIES
 from flink_job.core.rollups import WINDOW_LEN
-from flink_job.core.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
+from flink_job.core.symbol_state import STATE_LAYOUT_VERSION, ClosedCandle, Outcome, SymbolTracker, restore_or_reset
 from flink_job.logs import log_event, use_flink_log
-from flink_job.core.rollups import WINDOW_LEN
 from flink_job.schema import (
     CANDLE_INDICATORS, DLQ_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_FIELD, PACKED_LEN, names, row_type,
 )
-from flink_job.core.symbol_state import STATE_LAYOUT_VERSION, ClosedCandle, Outcome, SymbolTracker, restore_or_reset
 from flink_job.write_blocks import report_write_blocks
 
 DLQ_TAG = OutputTag("dlq", row_type(DLQ_FIELDS))

@@ -103,7 +103,7 @@ def test_index_patterns_match_the_index_templates():
         listed = {f["name"]: f for f in json.loads(PATTERN_TITLES[title]["fields"])}
         assert set(fields) <= set(listed), "every mapped field is listed, so no field refresh is needed"
         for name, kind in fields.items():
-            expected_type = {"keyword": "string", "text": "string", "date": "date"}.get(kind, "number")
+            expected_type = {"keyword": "string", "text": "string", "date": "date", "boolean": "boolean"}.get(kind, "number")
             assert listed[name]["type"] == expected_type and listed[name]["esTypes"] == [kind]
             stored_only = name == "index_period"  # names the record's index: neither indexed nor aggregated
             assert listed[name]["aggregatable"] == (kind != "text" and not stored_only)

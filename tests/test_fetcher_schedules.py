@@ -63,7 +63,7 @@ def test_group_parameter_gives_one_schedule_per_group_covering_every_symbol(temp
                 if s["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["FetcherFunction", "Arn"]}}
         assert ours == {name: s["Properties"] for name, s in schedules.items()}
         groups = []
-        for name, schedule in ours.items():
+        for schedule in ours.values():
             assert schedule["State"] == "ENABLED" and schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
             assert schedule["ScheduleExpressionTimezone"] == "America/New_York"
             assert schedule["ScheduleExpression"] == {"Fn::If": [

@@ -85,7 +85,7 @@ def assert_matches_talib(rows: list[Row], outputs: list[dict[str, int]]) -> dict
     """Every function's output on every bar equals TA-Lib's; returns TA-Lib's outputs."""
     assert len(outputs) == len(rows)
     reference = talib_outputs(rows)
-    for column, name in enumerate(PATTERN_NAMES):
+    for name in PATTERN_NAMES:
         got = np.array([out.get(name, 0) for out in outputs])
         want = reference[name].astype(int)
         bad = np.flatnonzero(got != want)
@@ -112,7 +112,7 @@ def test_known_values_cover_every_pattern_and_value():
 def test_nothing_inside_the_lookback():
     """Each pattern's sequence cut so that it ends one bar inside the function's lookback gives 0,
     as TA-Lib does, although the same candles fire once the lookback is covered."""
-    for name, expected, last_white, candles in KNOWN:
+    for name, _expected, last_white, candles in KNOWN:
         rows = (context(last_white) + candles)[-LOOKBACK[name]:]
         assert talib_outputs(rows)[name][-1] == 0
         assert name not in run(rows)[-1]

@@ -120,7 +120,7 @@ class CandleIndicators:
             self.settings)
         if signals:
             signals = tuple(replace(signal, timeframe=self.timeframe) for signal in signals)
-        return CandleReading(*values, False, signals)
+        return CandleReading._make((*values, False, signals))
 
     def provisional(self, open_candle_close: float) -> CandleReading:
         """The values the open candle would get if it closed now at ``open_candle_close``, marked
@@ -139,7 +139,7 @@ class CandleIndicators:
             it = iter(saved)
             for part in self._parts:
                 part.load(it)
-        return CandleReading(*values, True)
+        return CandleReading._make((*values, True, ()))
 
     def snapshot(self) -> list[float]:
         """The state as a flat list of floats: version, periods, the last closes, the indicators'

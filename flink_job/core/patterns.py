@@ -101,7 +101,7 @@ def parse_signal_patterns(text: str) -> frozenset[str]:
 
 
 def pattern_signals(outputs: dict[str, int], names: frozenset[str] = DEFAULT_SIGNAL_PATTERNS,
-                    min_strength: int = DEFAULT_SIGNAL_MIN_STRENGTH) -> list[tuple[str, int]]:
+                    min_strength: float = DEFAULT_SIGNAL_MIN_STRENGTH) -> list[tuple[str, int]]:
     """The (function name, output) pairs of ``CandlePatterns.update``'s outputs that are signals:
     named in ``names`` with |output| >= ``min_strength``; in a fixed order. A positive output is
     bullish, a negative one bearish."""

@@ -216,7 +216,7 @@ class SymbolTracker:
         version = state[0] if state else None
         if version not in _HEADERS:
             raise IncompatibleState("layout_version", f"state layout {version!r}, expected {STATE_LAYOUT_VERSION}")
-        header = _HEADERS[version]
+        header = _HEADERS[int(version)]
         if len(state) < header:
             raise IncompatibleState("malformed", "state is truncated")
         tracker = cls(settings)
