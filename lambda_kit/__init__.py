@@ -15,15 +15,16 @@ Powertools for AWS Lambda (``aws-lambda-powertools`` 3.x) was weighed part by pa
 
 - Logger: its lines are ``{"level", "location", "message", "timestamp", "service", ...}`` with the
   text under ``message``; ours are ``{"event": ..., "level": ..., **fields}``, which the tests and
-  the local tools read and a Logs Insights query filters on (``filter event = "summary"``). Its formatter would also run beside, not
-  before, the redaction that must rewrite urllib3's own records on their loggers (the Alpha Vantage
-  key is in every request URL), and it does not keep the AWS SDK's loggers above DEBUG. Importing
+  the local tools read and a Logs Insights query filters on (``filter event = "summary"``). It
+  would not replace the redaction either: that must rewrite urllib3's own records on their
+  loggers, before any handler (the Alpha Vantage key is in every request URL), and keep the AWS
+  SDK's loggers at WARNING; both would stay ours, beside a second formatter. Importing
   ``aws_lambda_powertools.logging`` took 0.12 to 0.21 s here, against the fetcher handler's whole
   cold-import target of 0.3 s (README, *Performance*).
 - Parameters (``get_secret`` with caching): it imports boto3 at load (0.3 to 0.4 s here), which the
-  handlers deliberately defer to first use, and its cache expires after seconds by default; ours
-  keeps the value for the container's life, and turns a failed read into a ``ConfigError`` naming
-  the ARN and the permission to check. What it would save is about twenty lines.
+  handlers deliberately defer to first use, and re-reads the secret every 5 minutes by default,
+  where one read per container is enough; a failed read would still need turning into a
+  ``ConfigError`` that names the ARN and the permission to check. It would save about twenty lines.
 - Metrics (EMF): not built here; the fetcher's metrics are their own change.
 - The package would add 4.4 MB unpacked (with jmespath) to each zip for the parts above.
 """

@@ -87,7 +87,9 @@ def http_url(env: Mapping[str, str], name: str, default: str | None, example: st
     if value is None:
         return None
     if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{name} must start with http:// or https://, e.g. {example}; got {value!r}")
+        # The value itself is not echoed: a webhook's URL may carry its token.
+        scheme = value.split("://", 1)[0] if "://" in value else "none"
+        raise ConfigError(f"{name} must start with http:// or https://, e.g. {example}; got scheme {scheme!r}")
     return value
 
 
