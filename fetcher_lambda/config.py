@@ -13,13 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from lambda_kit.env import ConfigError
+from lambda_kit.env import ConfigError, with_renamed
 from lambda_kit.env import boolean as _bool
 from lambda_kit.env import choice as _choice
 from lambda_kit.env import number as _number
 from lambda_kit.env import optional as _optional
 from lambda_kit.env import text as _text
-from lambda_kit.env import with_renamed
 from lambda_kit.renamed import FETCHER as RENAMED
 from lambda_kit.secret import Secret
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -99,8 +102,7 @@ def test_the_template_sets_only_new_names_on_both_functions():
     from tests.cfn_template import load_template
 
     template = load_template()
-    for function, renames, settings in (("FetcherFunction", renamed.FETCHER, FetcherSettings),
-                                        ("AlertsFunction", renamed.ALERTS, AlertsSettings)):
+    for function, renames in (("FetcherFunction", renamed.FETCHER), ("AlertsFunction", renamed.ALERTS)):
         variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
         assert variables and not set(variables) & set(renames), f"{function} still sets an old name"
         assert set(variables) & set(renames.values()), function
@@ -258,3 +260,13 @@ def test_make_run_sets_only_new_names_and_tells_the_two_streams_apart(monkeypatc
     assert not run.has_api_key()
     monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "k")
     assert run.has_api_key() and "--replay" not in run.producer_command(ctx)
+
+
+def test_the_command_line_prints_the_warning_as_a_json_line_before_logging_is_set_up():
+    """The warning is logged while the settings are parsed; locally it still reaches stderr as JSON."""
+    env = {k: v for k, v in os.environ.items() if k not in {*renamed.FETCHER, *renamed.FETCHER.values()}}
+    result = subprocess.run([sys.executable, "-m", "fetcher_lambda", "--once"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={**env, "INTERVAL": "2min", "AV_API_KEY": "k"})
+    assert result.returncode == 2 and "AV_INTERVAL must be one of" in result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [(x["event"], x["old"], x["new"]) for x in lines] == [("setting_renamed", "INTERVAL", "AV_INTERVAL")]
