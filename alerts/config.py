@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from alerts.rules import RuleSet, load_rules
+from lambda_kit.env import ConfigError, http_url, log_level, number, optional, with_renamed
+from lambda_kit.renamed import ALERTS as RENAMED
 
-
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message names the variable and a valid example."""
+__all__ = ["ConfigError", "Settings"]
 
 
 @dataclass(frozen=True)
@@ -38,46 +38,22 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
+        env = with_renamed(os.environ if environ is None else environ, RENAMED)
         d = cls(rules=RuleSet(()))
-        webhook = _optional(env, "ALERT_WEBHOOK_URL")
-        if webhook and not webhook.startswith(("http://", "https://")):
-            raise ConfigError("ALERT_WEBHOOK_URL must start with http:// or https://, "
-                              "e.g. http://127.0.0.1:9000/alerts")
-        level = (_optional(env, "LOG_LEVEL") or d.log_level).upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR; got {level!r}")
         return cls(
-            rules=load_rules(env.get("ALERT_RULES")),
-            table=_optional(env, "ALERTS_TABLE") or d.table,
-            topic_arn=_optional(env, "ALERT_TOPIC_ARN"),
-            region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or d.region,
-            dynamodb_endpoint_url=_optional(env, "DYNAMODB_ENDPOINT_URL"),
-            kinesis_endpoint_url=_optional(env, "KINESIS_ENDPOINT_URL"),
-            stream_name=_optional(env, "STREAM_NAME") or d.stream_name,
-            ttl_days=_number(env, "ALERTS_TTL_DAYS", d.ttl_days, minimum=1),
-            lease_s=_number(env, "ALERT_LEASE_SECONDS", d.lease_s, minimum=1),
-            publish_attempts=int(_number(env, "ALERT_PUBLISH_ATTEMPTS", d.publish_attempts, minimum=1)),
-            webhook_url=webhook,
-            webhook_attempts=int(_number(env, "ALERT_WEBHOOK_ATTEMPTS", d.webhook_attempts, minimum=1)),
-            webhook_timeout_s=_number(env, "ALERT_WEBHOOK_TIMEOUT", d.webhook_timeout_s, minimum=0.1),
-            poll_interval_s=_number(env, "POLL_INTERVAL", d.poll_interval_s, minimum=0.05),
-            log_level=level,
+            rules=load_rules(env.get("ALERTS_RULES")),
+            table=optional(env, "ALERTS_TABLE_NAME") or d.table,
+            topic_arn=optional(env, "ALERTS_TOPIC_ARN"),
+            region=optional(env, "AWS_REGION") or optional(env, "AWS_DEFAULT_REGION") or d.region,
+            dynamodb_endpoint_url=optional(env, "DYNAMODB_ENDPOINT_URL"),
+            kinesis_endpoint_url=optional(env, "KINESIS_ENDPOINT_URL"),
+            stream_name=optional(env, "ENRICHED_STREAM_NAME") or d.stream_name,
+            ttl_days=number(env, "ALERTS_TTL_DAYS", d.ttl_days, minimum=1),
+            lease_s=number(env, "ALERTS_LEASE_SECONDS", d.lease_s, minimum=1),
+            publish_attempts=int(number(env, "ALERTS_PUBLISH_ATTEMPTS", d.publish_attempts, minimum=1)),
+            webhook_url=http_url(env, "ALERTS_WEBHOOK_URL", None, "http://127.0.0.1:9000/alerts"),
+            webhook_attempts=int(number(env, "ALERTS_WEBHOOK_ATTEMPTS", d.webhook_attempts, minimum=1)),
+            webhook_timeout_s=number(env, "ALERTS_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_s, minimum=0.1),
+            poll_interval_s=number(env, "ALERTS_POLL_INTERVAL_SECONDS", d.poll_interval_s, minimum=0.05),
+            log_level=log_level(env, d.log_level),
         )
-
-
-def _optional(env: Mapping[str, str], name: str) -> str | None:
-    return env.get(name, "").strip() or None
-
-
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    value = _optional(env, name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, e.g. {default}; got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}; got {value!r}")
-    return number

@@ -39,7 +39,7 @@ def _container_pipeline() -> AlertPipeline:
             settings = Settings.from_env()
             configure_logging(settings.log_level)
             if not settings.topic_arn:
-                raise ConfigError("ALERT_TOPIC_ARN is not set: the stack passes the topic's ARN")
+                raise ConfigError("ALERTS_TOPIC_ARN is not set: the stack passes the topic's ARN")
             publisher = SnsPublisher(sns_client(settings.region, settings.publish_attempts), settings.topic_arn)
             _pipeline = AlertPipeline(settings.rules, store_for(settings), publisher)
         return _pipeline

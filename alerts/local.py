@@ -4,7 +4,7 @@ Polls every shard of the local ``stock_sma_stream`` (once a second, up to 100 re
 hands each non-empty batch to the same ``AlertPipeline.handle_event`` in the Lambda's event shape,
 and on a batch item failure re-reads from the failed record after a pause, as the mapping does.
 Records without signals are skipped by the pipeline, as the mapping's filter skips them on AWS.
-Alerts go to the local DynamoDB table (the live dashboard reads it) and, with ``ALERT_WEBHOOK_URL``,
+Alerts go to the local DynamoDB table (the live dashboard reads it) and, with ``ALERTS_WEBHOOK_URL``,
 to an HTTP receiver; nothing needs SNS.
 """
 

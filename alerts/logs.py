@@ -1,39 +1,19 @@
-"""Structured JSON log lines: one object per line, ``{"event": ..., "level": ..., ...}``."""
+"""The alerts' JSON log lines: ``lambda_kit.logs``, shared with the fetcher (redaction included).
+
+Kept as a module so the alerts' imports read ``alerts.logs``; urllib3 stays at WARNING or above,
+as the AWS SDK's loggers do: the alerts make no request whose lines are worth a debug run.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
-from typing import Any
+from typing import IO
+
+from lambda_kit.logs import SDK_LOGGERS, JsonLines, log_event, redact, register_secret
+from lambda_kit.logs import configure_logging as _configure_logging
+
+__all__ = ["JsonLines", "configure_logging", "log_event", "redact", "register_secret"]
 
 
-def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
-    if logger.isEnabledFor(level):
-        logger.log(level, json.dumps({"event": event, "level": logging.getLevelName(level), **fields},
-                                     default=str, separators=(",", ":")))
-
-
-class JsonLines(logging.Formatter):
-    """Our records are JSON already; other libraries' records are wrapped into one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.name.startswith("alerts") and message.startswith("{"):
-            return message
-        wrapped = {"event": "log", "level": record.levelname, "logger": record.name, "message": message}
-        if record.exc_info:
-            wrapped["exception"] = self.formatException(record.exc_info)
-        return json.dumps(wrapped, default=str, separators=(",", ":"))
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Levels, and a stderr handler only if none is installed (the Lambda runtime has its own)."""
-    root = logging.getLogger()
-    root.setLevel(level)
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonLines())
-        root.addHandler(handler)
-    for name in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:
+    """Levels, redaction, and a stderr handler only if none is installed (the Lambda runtime has its own)."""
+    _configure_logging(level, stream, quiet=(*SDK_LOGGERS, "urllib3"))

@@ -1,6 +1,6 @@
 """Alert rules: which signals become alerts, parsed and validated once at start.
 
-One JSON document (``ALERT_RULES``, inline or a file path)::
+One JSON document (``ALERTS_RULES``, inline or a file path)::
 
     {"rules": [
         {"name": "golden and death crosses", "types": ["sma_cross"], "cooldown_minutes": 60},
@@ -77,12 +77,12 @@ def load_rules(value: str | None) -> RuleSet:
     if not value:
         return parse_rules(DEFAULT_RULES_FILE.read_text(), str(DEFAULT_RULES_FILE))
     if value.startswith("{"):
-        return parse_rules(value, "ALERT_RULES")
+        return parse_rules(value, "ALERTS_RULES")
     path = Path(value)
     try:
         text = path.read_text()
     except OSError as err:
-        raise RuleError(f"ALERT_RULES: cannot read the rules file {path} ({err.strerror}); give a JSON "
+        raise RuleError(f"ALERTS_RULES: cannot read the rules file {path} ({err.strerror}); give a JSON "
                         "document or the path of a file holding one") from None
     return parse_rules(text, str(path))
 

@@ -1,4 +1,4 @@
-"""Local delivery: each alert POSTed as JSON to ``ALERT_WEBHOOK_URL``, with retries, off the hot path.
+"""Local delivery: each alert POSTed as JSON to ``ALERTS_WEBHOOK_URL``, with retries, off the hot path.
 
 A background thread sends; the poll loop only enqueues, so a slow or failing receiver never holds
 up the stream. Connection errors, timeouts and 429/5xx answers are retried with backoff (urllib3's

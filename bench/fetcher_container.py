@@ -43,11 +43,12 @@ def fresh_resources(prefix: str) -> Iterator[tuple[str, str, Any]]:
 def run_container(server: FakeAlphaVantage, symbols: list[str], stream: str, table: str,
                   settings: dict[str, str], *args: str) -> dict:
     """``bench.fetcher_invoke`` in a fresh process (a new container) with the function's environment."""
-    env = {**os.environ, "SYMBOLS": ",".join(symbols), "ALPHAVANTAGE_BASE_URL": server.url,
-           "ALPHAVANTAGE_API_KEY": TEST_API_KEY, "STREAM_NAME": stream, "CURSOR_TABLE": table,
+    env = {**os.environ, "SYMBOLS": ",".join(symbols), "AV_BASE_URL": server.url,
+           "AV_API_KEY": TEST_API_KEY, "BARS_STREAM_NAME": stream, "CURSOR_TABLE_NAME": table,
            "KINESIS_ENDPOINT_URL": KINESIS_URL, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL,
            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1", **settings}
-    env.pop("ALPHAVANTAGE_SECRET_ARN", None)
+    env.pop("AV_SECRET_ARN", None)
+    env.pop("ALPHAVANTAGE_SECRET_ARN", None)  # its old name, still read in this release
     out = subprocess.run([sys.executable, "-m", "bench.fetcher_invoke", *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=180)
     if out.returncode != 0:

@@ -61,7 +61,7 @@ def _invoke(server: FakeAlphaVantage, symbols: list[str], opts: Options) -> dict
     with fresh_resources("bench-scale") as (stream, table, dynamodb):
         _seed_cursors(dynamodb, table, {symbol: to_utc(second_last.local_ts, zone) for symbol in symbols})
         result = run_container(server, symbols, stream, table, {
-            "AV_CALLS_PER_MINUTE": str(opts.calls_per_minute), "FETCH_CONCURRENCY": str(opts.concurrency),
+            "AV_CALLS_PER_MINUTE": str(opts.calls_per_minute), "FETCHER_CONCURRENCY": str(opts.concurrency),
             "LOG_LEVEL": "WARNING"}, "--cold-only")
     result["server"] = _budget_check(server, opts.calls_per_minute, since)
     return result

@@ -2,7 +2,7 @@
 
 Runs the same ``handler.invoke`` as the Lambda, with settings from the same environment variables.
 Against the local services set ``KINESIS_ENDPOINT_URL``, ``DYNAMODB_ENDPOINT_URL``, dummy AWS
-credentials and ``ALPHAVANTAGE_API_KEY``; ``--create-resources`` creates the stream and the cursor
+credentials and ``AV_API_KEY``; ``--create-resources`` creates the stream and the cursor
 table if they are missing.
 """
 
@@ -109,7 +109,7 @@ def _run_fetch(settings: Settings, args: argparse.Namespace) -> int:
     while True:
         started = time.monotonic()
         run_number += 1
-        # Like a scheduled Lambda whose timeout is LOCAL_BUDGET_SECONDS: a run longer than the
+        # Like a scheduled Lambda whose timeout is FETCHER_LOCAL_BUDGET_SECONDS: a run longer than the
         # interval delays the next one instead of being cut short.
         invoke(settings, clients, Deadline.after(settings.local_budget_s),
                invocation_id=f"local-{run_number}-{uuid.uuid4().hex[:8]}", group=args.group)

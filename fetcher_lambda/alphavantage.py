@@ -45,18 +45,18 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 # What an operator should do about each kind of failure (goes into the warning log line).
 HINTS = {
     "rate_limit": "Alpha Vantage rate limit reached: reduce SYMBOLS or the schedule, or use a premium key",
-    "demo_key": "the demo key only serves IBM samples: put a real key in the secret (ALPHAVANTAGE_SECRET_ARN)",
+    "demo_key": "the demo key only serves IBM samples: put a real key in the secret (AV_SECRET_ARN)",
     "premium_only": "this request needs a premium plan (e.g. realtime or extended data): check the key's plan",
-    "api_error": "Alpha Vantage rejected the call: check the symbol, INTERVAL and the API key",
+    "api_error": "Alpha Vantage rejected the call: check the symbol, AV_INTERVAL and the API key",
     "information": "Alpha Vantage sent a notice instead of data: read its text",
     "note": "Alpha Vantage sent a note instead of data: read its text",
-    "missing_series": "the response has no time series for INTERVAL: check the symbol and INTERVAL",
+    "missing_series": "the response has no time series for AV_INTERVAL: check the symbol and AV_INTERVAL",
     "malformed_json": "the response is not JSON: Alpha Vantage may be degraded, it is retried next run",
     "malformed_series": "the time series is not shaped as expected: the response is ignored",
     "unknown_time_zone": "Meta Data names a time zone this system does not know: install tz data",
     "http_status": "Alpha Vantage answered with an HTTP error: it is retried next run",
-    "timeout": "Alpha Vantage did not answer in time (HTTP_READ_TIMEOUT): it is retried next run",
-    "connection_error": "Alpha Vantage could not be reached: check network/ALPHAVANTAGE_BASE_URL",
+    "timeout": "Alpha Vantage did not answer in time (AV_READ_TIMEOUT_SECONDS): it is retried next run",
+    "connection_error": "Alpha Vantage could not be reached: check network/AV_BASE_URL",
     "time_short": "no call of AV_CALLS_PER_MINUTE was left before the deadline: fetched next run; "
                   "raise the plan's budget or split SYMBOLS into more groups",
 }

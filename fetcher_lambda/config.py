@@ -11,40 +11,22 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Mapping
+
+from lambda_kit.env import ConfigError, with_renamed
+from lambda_kit.env import boolean as _bool
+from lambda_kit.env import choice as _choice
+from lambda_kit.env import number as _number
+from lambda_kit.env import optional as _optional
+from lambda_kit.env import text as _text
+from lambda_kit.renamed import FETCHER as RENAMED
+from lambda_kit.secret import Secret
+
+__all__ = ["ConfigError", "INTERVALS", "OUTPUT_SIZES", "SYMBOL_PATTERN", "Secret", "Settings"]
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9.\-]{1,12}$")
 INTERVALS = ("1min", "5min", "15min", "30min", "60min")
 OUTPUT_SIZES = ("compact", "full")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message names the variable and a valid example."""
-
-
-class Secret:
-    """A string that does not show itself in ``repr``/``str``, logs or tracebacks of the settings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -104,49 +86,40 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
+        env = with_renamed(os.environ if environ is None else environ, RENAMED)
         defaults = cls()
         settings = cls(
             symbols=_symbols(env.get("SYMBOLS"), defaults.symbols),
-            interval=_choice(env, "INTERVAL", INTERVALS, defaults.interval),
-            extended_hours=_bool(env, "EXTENDED_HOURS", defaults.extended_hours),
-            adjusted=_bool(env, "ADJUSTED", defaults.adjusted),
-            outputsize=_choice(env, "OUTPUTSIZE", OUTPUT_SIZES, defaults.outputsize),
-            stream_name=_text(env, "STREAM_NAME", defaults.stream_name),
-            cursor_table=_text(env, "CURSOR_TABLE", defaults.cursor_table),
-            base_url=_text(env, "ALPHAVANTAGE_BASE_URL", defaults.base_url).rstrip("/"),
+            interval=_choice(env, "AV_INTERVAL", INTERVALS, defaults.interval),
+            extended_hours=_bool(env, "AV_EXTENDED_HOURS", defaults.extended_hours),
+            adjusted=_bool(env, "AV_ADJUSTED", defaults.adjusted),
+            outputsize=_choice(env, "AV_OUTPUTSIZE", OUTPUT_SIZES, defaults.outputsize),
+            stream_name=_text(env, "BARS_STREAM_NAME", defaults.stream_name),
+            cursor_table=_text(env, "CURSOR_TABLE_NAME", defaults.cursor_table),
+            base_url=_text(env, "AV_BASE_URL", defaults.base_url).rstrip("/"),
             kinesis_endpoint_url=_optional(env, "KINESIS_ENDPOINT_URL"),
             dynamodb_endpoint_url=_optional(env, "DYNAMODB_ENDPOINT_URL"),
             region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or defaults.region,
-            secret_arn=_optional(env, "ALPHAVANTAGE_SECRET_ARN"),
-            api_key=Secret(key) if (key := _optional(env, "ALPHAVANTAGE_API_KEY")) else None,
-            connect_timeout_s=_number(env, "HTTP_CONNECT_TIMEOUT", defaults.connect_timeout_s),
-            read_timeout_s=_number(env, "HTTP_READ_TIMEOUT", defaults.read_timeout_s),
-            http_retries=int(_number(env, "HTTP_RETRIES", defaults.http_retries)),
+            secret_arn=_optional(env, "AV_SECRET_ARN"),
+            api_key=Secret(key) if (key := _optional(env, "AV_API_KEY")) else None,
+            connect_timeout_s=_number(env, "AV_CONNECT_TIMEOUT_SECONDS", defaults.connect_timeout_s),
+            read_timeout_s=_number(env, "AV_READ_TIMEOUT_SECONDS", defaults.read_timeout_s),
+            http_retries=int(_number(env, "AV_RETRIES", defaults.http_retries)),
             calls_per_minute=_number(env, "AV_CALLS_PER_MINUTE", defaults.calls_per_minute, minimum=0.01),
-            fetch_concurrency=int(_number(env, "FETCH_CONCURRENCY", defaults.fetch_concurrency, minimum=1)),
-            put_attempts=int(_number(env, "PUT_ATTEMPTS", defaults.put_attempts, minimum=1)),
-            local_budget_s=_number(env, "LOCAL_BUDGET_SECONDS", defaults.local_budget_s, minimum=1),
-            backfill_budget_s=_number(env, "BACKFILL_BUDGET_SECONDS", defaults.backfill_budget_s, minimum=1),
-            catch_up=_bool(env, "CATCH_UP", defaults.catch_up),
+            fetch_concurrency=int(_number(env, "FETCHER_CONCURRENCY", defaults.fetch_concurrency, minimum=1)),
+            put_attempts=int(_number(env, "FETCHER_PUT_ATTEMPTS", defaults.put_attempts, minimum=1)),
+            local_budget_s=_number(env, "FETCHER_LOCAL_BUDGET_SECONDS", defaults.local_budget_s, minimum=1),
+            backfill_budget_s=_number(env, "FETCHER_BACKFILL_BUDGET_SECONDS", defaults.backfill_budget_s, minimum=1),
+            catch_up=_bool(env, "FETCHER_CATCH_UP", defaults.catch_up),
             log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), defaults.log_level,
                               normalise=str.upper),
         )
         if not settings.base_url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"ALPHAVANTAGE_BASE_URL must start with http:// or https://, e.g. https://www.alphavantage.co; "
+                f"AV_BASE_URL must start with http:// or https://, e.g. https://www.alphavantage.co; "
                 f"got {settings.base_url!r}"
             )
         return settings
-
-
-def _optional(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
-
-
-def _text(env: Mapping[str, str], name: str, default: str) -> str:
-    return _optional(env, name) or default
 
 
 def _symbols(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -159,38 +132,3 @@ def _symbols(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
             f"SYMBOLS must be a comma-separated list of ticker symbols like IBM,AAPL,MSFT; invalid: {bad or raw!r}"
         )
     return symbols
-
-
-def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str,
-            normalise: Callable[[str], str] = str.lower) -> str:
-    value = _optional(env, name)
-    if value is None:
-        return default
-    value = normalise(value)
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    value = _optional(env, name)
-    if value is None:
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false; got {value!r}")
-
-
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
-    value = _optional(env, name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, e.g. {default}; got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}; got {value!r}")
-    return number

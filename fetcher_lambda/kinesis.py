@@ -165,7 +165,7 @@ def _failed_entries(pending: list[int], records: list[dict]) -> tuple[list[int],
 
 def call_error_message(code: str, stream_name: str) -> str:
     if code == "ResourceNotFoundException":
-        return (f"stream {stream_name!r} does not exist: create it, or set STREAM_NAME "
+        return (f"stream {stream_name!r} does not exist: create it, or set BARS_STREAM_NAME "
                 "(locally: python -m fetcher_lambda --create-resources ...)")
     if code in ("AccessDeniedException", "UnrecognizedClientException"):
         return f"not allowed to write to {stream_name!r} ({code}): check the role's kinesis:PutRecords permission"

@@ -10,6 +10,7 @@
   requests, and its time zone files are the image's).
 - ``alerts-lambda.zip``: the ``alerts`` package (its ``.py`` files and the default ``rules.json``)
   plus ``tzdata`` (alert times are New York time, and the runtime may lack a zone database).
+- Both Lambda zips also hold ``lambda_kit``, the settings, secrets and log toolkit they share.
 - ``index-templates-loader.zip``: ``index_templates_loader.py``, the job's ``index_templates/`` and
   ``flink_job/core/index_lifecycle.py`` (the index families and their retention), the function that
   puts the templates and retention policies from inside the VPC (standard library and boto3 only).
@@ -40,6 +41,8 @@ TEMPLATES = ROOT / "flink_job" / "index_templates"
 # Third-party distributions the fetcher imports that the Lambda runtime lacks (boto3 it has).
 LAMBDA_REQUIREMENTS = ("requests", "tzdata")
 ALERTS_REQUIREMENTS = ("tzdata",)
+# What both Lambdas import besides their own package (settings, secrets, JSON log lines): in each zip.
+LAMBDA_SHARED = ("lambda_kit",)
 # The folder of flink-app.zip that the run options' pyFiles ship to the TaskManagers: a pyFiles entry
 # is put on the workers' path as is, so it must be a folder that contains the package.
 FLINK_PYTHON_DIR = "python"
@@ -138,13 +141,14 @@ def vendor(requirements: list[str], target: Path) -> None:
 
 def lambda_entries(vendored: Path, name: str = "fetcher_lambda",
                    suffixes: tuple[str, ...] = (".py",)) -> list[tuple[str, Path]]:
-    """A Lambda package's files (``name``) and the vendored libraries, at the zip's root."""
-    package = ROOT / name
-    code = _package_files(package, LAMBDA_EXCLUDED_DIRS, suffixes)
+    """A Lambda package's files (``name``), the shared ``LAMBDA_SHARED`` packages' and the vendored
+    libraries, at the zip's root."""
+    code = ((package, path) for package in (name, *LAMBDA_SHARED)
+            for path in _package_files(ROOT / package, LAMBDA_EXCLUDED_DIRS, suffixes))
     # bin/ holds console scripts with this machine's interpreter path: not needed by the function.
     libraries = (p for p in vendored.rglob("*") if p.is_file() and p.relative_to(vendored).parts[0] != "bin")
     return [
-        *((f"{name}/{p.relative_to(package).as_posix()}", p) for p in code),
+        *((f"{package}/{p.relative_to(ROOT / package).as_posix()}", p) for package, p in code),
         *((p.relative_to(vendored).as_posix(), p) for p in libraries if "__pycache__" not in p.parts),
     ]
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from flink_job.config import JobConfig, load_config
+from lambda_kit.renamed import FETCHER as FETCHER_RENAMED
 from stack import processes, resources, services, status
 from stack.properties import write_local_properties
 from stack.run_lock import AlreadyRunning, RunLock
@@ -59,15 +60,24 @@ def job_command(ctx: RunContext) -> list[str]:
             "--checkpoint-dir", str(run_dir() / "checkpoints"), "--rest-port", str(ctx.flink_rest_port)]
 
 
+# The fetcher's key variable and its old name, which the fetcher still reads in this release.
+API_KEY_NAMES = ("AV_API_KEY", *(old for old, new in FETCHER_RENAMED.items() if new == "AV_API_KEY"))
+
+
+def has_api_key() -> bool:
+    """Whether an Alpha Vantage key is set: the run fetches live bars, else it replays the samples."""
+    return any(os.environ.get(name, "").strip() for name in API_KEY_NAMES)
+
+
 def producer_command(ctx: RunContext) -> list[str]:
-    if os.environ.get("ALPHAVANTAGE_API_KEY"):
+    if has_api_key():
         return [sys.executable, "-m", "fetcher_lambda", "--every", "60", "--create-resources"]
     return [sys.executable, "-m", "fetcher_lambda", "--replay"]
 
 
-def producer_env(ctx: RunContext) -> dict[str, str]:
+def local_aws_env(ctx: RunContext) -> dict[str, str]:
+    """The local Kinesis and DynamoDB, and the dummy credentials they accept."""
     return {
-        "STREAM_NAME": ctx.config.source.stream_name,
         "KINESIS_ENDPOINT_URL": ctx.ports.url("kinesis"),
         "DYNAMODB_ENDPOINT_URL": ctx.ports.url("dynamodb"),
         "AWS_REGION": ctx.config.source.region,
@@ -76,10 +86,16 @@ def producer_env(ctx: RunContext) -> dict[str, str]:
     }
 
 
+def producer_env(ctx: RunContext) -> dict[str, str]:
+    """The fetcher (or the replay): the job's input stream."""
+    return {**local_aws_env(ctx), "BARS_STREAM_NAME": ctx.config.source.stream_name}
+
+
 def alerts_env(ctx: RunContext) -> dict[str, str]:
     """The alerts runner (and the dashboard's alerts feed): the enriched stream and the local
-    DynamoDB; ``ALERT_WEBHOOK_URL`` and ``ALERT_RULES`` pass through from the environment."""
-    return {**producer_env(ctx), "STREAM_NAME": ctx.config.sink.stream_name, "ALERTS_TABLE": ALERTS_TABLE}
+    DynamoDB; ``ALERTS_WEBHOOK_URL`` and ``ALERTS_RULES`` pass through from the environment."""
+    return {**local_aws_env(ctx), "ENRICHED_STREAM_NAME": ctx.config.sink.stream_name,
+            "ALERTS_TABLE_NAME": ALERTS_TABLE}
 
 
 def alerts_command(ctx: RunContext) -> list[str]:
@@ -97,7 +113,7 @@ def retention_command(ctx: RunContext) -> list[str]:
     passes through from the environment). The shipped sample data is from March 2024, long past any
     retention: a replay only logs what would go, so the demo keeps its data."""
     command = [sys.executable, "-m", "stack.retention", "--every", str(RETENTION_EVERY_S)]
-    return command if os.environ.get("ALPHAVANTAGE_API_KEY") else [*command, "--dry-run"]
+    return command if has_api_key() else [*command, "--dry-run"]
 
 
 # Started in this order, stopped in this order (the job first, so it stops writing before the rest).
@@ -180,7 +196,7 @@ The pipeline is running (logs in {run_dir()}).
   Signals:               curl -s '{base}/stock-signals/_search?size=5&sort=ts:desc&pretty'
   Dead letters:          curl -s '{base}/stock-dlq/_search?pretty'
   Enriched stream:       Kinesis '{ctx.config.sink.stream_name}' at {ctx.config.sink.endpoint}
-  Alerts:                in the dashboard; {run_dir() / 'alerts.log'}; POSTed to ALERT_WEBHOOK_URL if set
+  Alerts:                in the dashboard; {run_dir() / 'alerts.log'}; POSTed to ALERTS_WEBHOOK_URL if set
   Flink REST API:        http://127.0.0.1:{ctx.flink_rest_port}/jobs/overview
 Press Ctrl-C to stop.
 """, flush=True)

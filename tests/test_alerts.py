@@ -201,18 +201,18 @@ def test_the_runner_refuses_to_start_with_a_bad_rule_file(tmp_path):
     path = tmp_path / "rules.json"
     path.write_text('{"rules": [{"name": "loud", "types": ["volume_spike"], "min_strength": "high"}]}')
     result = subprocess.run([sys.executable, "-m", "alerts"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "ALERT_RULES": str(path)})
+                            env={**os.environ, "ALERTS_RULES": str(path)})
     assert result.returncode == 2
     assert "rule #1 'loud': 'min_strength' must be a number >= 0; got 'high'" in result.stderr
 
 
 def test_settings_errors_name_the_variable():
-    with pytest.raises(ConfigError, match="ALERT_WEBHOOK_URL"):
-        Settings.from_env({"ALERT_WEBHOOK_URL": "ftp://x"})
+    with pytest.raises(ConfigError, match="ALERTS_WEBHOOK_URL"):
+        Settings.from_env({"ALERTS_WEBHOOK_URL": "ftp://x"})
     with pytest.raises(ConfigError, match="ALERTS_TTL_DAYS"):
         Settings.from_env({"ALERTS_TTL_DAYS": "soon"})
-    with pytest.raises(RuleError, match="ALERT_RULES: cannot read the rules file"):
-        Settings.from_env({"ALERT_RULES": "/nonexistent/rules.json"})
+    with pytest.raises(RuleError, match="ALERTS_RULES: cannot read the rules file"):
+        Settings.from_env({"ALERTS_RULES": "/nonexistent/rules.json"})
     assert Settings.from_env({}).rules == load_rules(None)
 
 
@@ -259,9 +259,10 @@ def test_make_run_s_runner_polls_the_stream_and_posts_to_the_webhook(local_kines
                                                                      kinesis_stream, receiver):
     """``python -m alerts`` as ``make run`` starts it: its own table, the local services, a webhook."""
     table = f"test-alerts-{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, "STREAM_NAME": kinesis_stream, "ALERTS_TABLE": table, "KINESIS_ENDPOINT_URL": KINESIS_URL,
-           "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
-           "AWS_SECRET_ACCESS_KEY": "local", "ALERT_WEBHOOK_URL": receiver.url, "POLL_INTERVAL": "0.2"}
+    env = {**os.environ, "ENRICHED_STREAM_NAME": kinesis_stream, "ALERTS_TABLE_NAME": table,
+           "KINESIS_ENDPOINT_URL": KINESIS_URL, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL, "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "ALERTS_WEBHOOK_URL": receiver.url,
+           "ALERTS_POLL_INTERVAL_SECONDS": "0.2"}
     proc = subprocess.Popen([sys.executable, "-m", "alerts", "--create-table"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -359,9 +360,9 @@ def test_the_lambda_handler_answers_with_batch_item_failures(sns, local_dynamodb
     client, stubber = sns
     monkeypatch.setattr(handler, "_pipeline", None)
     monkeypatch.setattr(handler, "sns_client", lambda region, attempts: client)
-    for name, value in {"ALERT_TOPIC_ARN": TOPIC, "ALERTS_TABLE": alerts_table, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL,
+    for name, value in {"ALERTS_TOPIC_ARN": TOPIC, "ALERTS_TABLE_NAME": alerts_table, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL,
                         "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-                        "ALERT_RULES": json.dumps(RULES)}.items():
+                        "ALERTS_RULES": json.dumps(RULES)}.items():
         monkeypatch.setenv(name, value)
     data = [b"garbage", enriched("IBM", "2024-03-08T15:31:00Z", signal("sma_cross", "up", 0.02, "golden"))]
     event = {"Records": [{"eventID": f"shardId-0:{i}", "kinesis": {
@@ -373,8 +374,8 @@ def test_the_lambda_handler_answers_with_batch_item_failures(sns, local_dynamodb
     context = type("Context", (), {"aws_request_id": "req-1"})()
     assert handler.lambda_handler(event, context) == {"batchItemFailures": []}
     monkeypatch.setattr(handler, "_pipeline", None)
-    monkeypatch.delenv("ALERT_TOPIC_ARN")
-    with pytest.raises(ConfigError, match="ALERT_TOPIC_ARN"):
+    monkeypatch.delenv("ALERTS_TOPIC_ARN")
+    with pytest.raises(ConfigError, match="ALERTS_TOPIC_ARN"):
         handler.lambda_handler(event, context)
 
 

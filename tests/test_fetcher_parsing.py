@@ -192,9 +192,9 @@ def test_batches_respect_record_count_and_bytes():
 
 def test_settings_defaults_and_parsing():
     assert Settings.from_env({}) == Settings()
-    settings = Settings.from_env({"SYMBOLS": " ibm, aapl ,IBM", "INTERVAL": "5MIN", "EXTENDED_HOURS": "false",
-                                  "OUTPUTSIZE": "full", "ALPHAVANTAGE_API_KEY": "k1",
-                                  "ALPHAVANTAGE_BASE_URL": "http://127.0.0.1:9/", "AWS_REGION": "eu-west-1"})
+    settings = Settings.from_env({"SYMBOLS": " ibm, aapl ,IBM", "AV_INTERVAL": "5MIN", "AV_EXTENDED_HOURS": "false",
+                                  "AV_OUTPUTSIZE": "full", "AV_API_KEY": "k1",
+                                  "AV_BASE_URL": "http://127.0.0.1:9/", "AWS_REGION": "eu-west-1"})
     assert settings.symbols == ("IBM", "AAPL") and settings.interval == "5min"
     assert settings.extended_hours is False and settings.outputsize == "full"
     assert settings.base_url == "http://127.0.0.1:9" and settings.region == "eu-west-1"
@@ -202,9 +202,10 @@ def test_settings_defaults_and_parsing():
 
 
 @pytest.mark.parametrize("env, name", [
-    ({"SYMBOLS": "IBM,bad symbol"}, "SYMBOLS"), ({"INTERVAL": "2min"}, "INTERVAL"),
-    ({"EXTENDED_HOURS": "maybe"}, "EXTENDED_HOURS"), ({"HTTP_READ_TIMEOUT": "soon"}, "HTTP_READ_TIMEOUT"),
-    ({"ALPHAVANTAGE_BASE_URL": "www.alphavantage.co"}, "ALPHAVANTAGE_BASE_URL"),
+    ({"SYMBOLS": "IBM,bad symbol"}, "SYMBOLS"), ({"AV_INTERVAL": "2min"}, "AV_INTERVAL"),
+    ({"AV_EXTENDED_HOURS": "maybe"}, "AV_EXTENDED_HOURS"),
+    ({"AV_READ_TIMEOUT_SECONDS": "soon"}, "AV_READ_TIMEOUT_SECONDS"),
+    ({"AV_BASE_URL": "www.alphavantage.co"}, "AV_BASE_URL"),
 ])
 def test_settings_errors_name_the_variable(env, name):
     with pytest.raises(ConfigError, match=name):

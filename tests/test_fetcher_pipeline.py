@@ -18,7 +18,7 @@ from fetcher_lambda.alphavantage import to_utc
 from fetcher_lambda.config import ConfigError
 from fetcher_lambda.cursor import CursorStore, now_ms
 from fetcher_lambda.deadline import Deadline
-from fetcher_lambda.logs import JsonLineFormatter, configure_logging
+from fetcher_lambda.logs import JsonLines, configure_logging
 from fetcher_lambda.pipeline import Clients
 from tests import fake_alphavantage as fake
 from tests.local_aws import DYNAMODB_URL, KINESIS_URL
@@ -229,7 +229,7 @@ def test_api_key_never_appears_in_logs(fake_alphavantage, fetcher_settings, clie
     caplog.set_level(logging.DEBUG, logger="urllib3")
     ours = io.StringIO()
     handler_ = logging.StreamHandler(ours)
-    handler_.setFormatter(JsonLineFormatter())
+    handler_.setFormatter(JsonLines())
     logging.getLogger().addHandler(handler_)
     try:
         fake_alphavantage.set_series("IBM", fake.minute_rows("2024-03-08 10:00", 3))
@@ -333,14 +333,15 @@ def test_lambda_handler_end_to_end(fake_alphavantage, kinesis_stream, cursor_tab
     fake_alphavantage.set_series("IBM", rows)
     fake_alphavantage.set_series("SPY", rows)
     for name, value in {
-        "SYMBOLS": "IBM,SPY", "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_API_KEY": KEY,
-        "STREAM_NAME": kinesis_stream, "CURSOR_TABLE": cursor_table, "KINESIS_ENDPOINT_URL": KINESIS_URL,
+        "SYMBOLS": "IBM,SPY", "AV_BASE_URL": fake_alphavantage.url, "AV_API_KEY": KEY,
+        "BARS_STREAM_NAME": kinesis_stream, "CURSOR_TABLE_NAME": cursor_table, "KINESIS_ENDPOINT_URL": KINESIS_URL,
         "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local", "HTTP_READ_TIMEOUT": "2", "HTTP_CONNECT_TIMEOUT": "1",
+        "AWS_SECRET_ACCESS_KEY": "local", "AV_READ_TIMEOUT_SECONDS": "2", "AV_CONNECT_TIMEOUT_SECONDS": "1",
         "AV_CALLS_PER_MINUTE": "6000",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("ALPHAVANTAGE_SECRET_ARN", raising=False)
+    for name in ("AV_SECRET_ARN", "ALPHAVANTAGE_SECRET_ARN"):  # the new name and the old one, still read
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(handler, "_container", None)
 
     result = handler.lambda_handler({"source": "aws.events"}, LambdaContext(30_000, "req-1"))
@@ -381,5 +382,5 @@ def test_secret_is_fetched_once_per_container(monkeypatch):
         assert SecretsManager.calls == 1
     finally:
         apikey.clear_cache()
-    with pytest.raises(apikey.ConfigError, match="ALPHAVANTAGE_API_KEY"):
+    with pytest.raises(apikey.ConfigError, match="AV_API_KEY"):
         apikey.resolve_api_key(Settings())

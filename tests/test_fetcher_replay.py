@@ -52,7 +52,7 @@ def test_replay_paces_by_bar_minutes(local_kinesis, kinesis_stream, read_stream)
 
 
 def _cli(args: list[str], env_extra: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ALPHAVANTAGE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ALPHAVANTAGE_", "AV_"))}
     env.update({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1",
                 "KINESIS_ENDPOINT_URL": KINESIS_URL, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL,
                 **env_extra})
@@ -69,8 +69,8 @@ def test_cli_once_creates_resources_and_logs_a_json_summary(fake_alphavantage, l
     fake_alphavantage.queue("AAPL", fake.RATE_LIMIT)
     try:
         done = _cli(["--once", "--create-resources"], {
-            "SYMBOLS": "IBM,AAPL", "STREAM_NAME": stream, "CURSOR_TABLE": table,
-            "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_API_KEY": KEY,
+            "SYMBOLS": "IBM,AAPL", "BARS_STREAM_NAME": stream, "CURSOR_TABLE_NAME": table,
+            "AV_BASE_URL": fake_alphavantage.url, "AV_API_KEY": KEY,
             "AV_CALLS_PER_MINUTE": "600"})
         assert done.returncode == 1, done.stderr  # one symbol failed
         lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
@@ -85,11 +85,11 @@ def test_cli_once_creates_resources_and_logs_a_json_summary(fake_alphavantage, l
 
 def test_cli_reports_setup_problems_in_one_line():
     missing_key = _cli(["--once"], {"SYMBOLS": "IBM"})
-    assert missing_key.returncode == 2 and "ALPHAVANTAGE_API_KEY" in missing_key.stderr
+    assert missing_key.returncode == 2 and "AV_API_KEY" in missing_key.stderr
     bad = _cli(["--month", "2024-13"], {})
     assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
-    bad_setting = _cli(["--once"], {"INTERVAL": "2min", "ALPHAVANTAGE_API_KEY": KEY})
-    assert bad_setting.returncode == 2 and "INTERVAL must be one of" in bad_setting.stderr
+    bad_setting = _cli(["--once"], {"AV_INTERVAL": "2min", "AV_API_KEY": KEY})
+    assert bad_setting.returncode == 2 and "AV_INTERVAL must be one of" in bad_setting.stderr
 
 
 def test_cli_replay(local_kinesis, read_stream, tmp_path):
@@ -101,7 +101,7 @@ def test_cli_replay(local_kinesis, read_stream, tmp_path):
     stream = f"test-replay-{uuid.uuid4().hex[:8]}"
     try:
         done = _cli(["--replay", "--speed", "200", "--create-resources", "--sample-dir", str(tmp_path)],
-                    {"STREAM_NAME": stream})
+                    {"BARS_STREAM_NAME": stream})
         assert done.returncode == 0, done.stderr
         assert "replay: 80/80 bars (100%)" in done.stdout and "replay: done" in done.stdout
         records = read_stream(stream)

@@ -552,9 +552,9 @@ def test_alerts_read_the_output_stream_filtered_to_signals_with_batch_item_failu
     assert module == handler.__name__ and callable(getattr(handler, name))
     assert function["Code"]["S3Key"] == ref("AlertsCodeKey")
     env = function["Environment"]["Variables"]
-    assert env["ALERT_TOPIC_ARN"] == ref("SignalAlertTopic") and env["ALERTS_TABLE"] == ref("AlertsTable")
-    assert env["ALERT_RULES"] == ref("SignalAlertRules") and template["Parameters"]["SignalAlertRules"]["Default"] == ""
-    assert int(env["ALERT_LEASE_SECONDS"]) > function["Timeout"], "a live invocation's claim must not expire"
+    assert env["ALERTS_TOPIC_ARN"] == ref("SignalAlertTopic") and env["ALERTS_TABLE_NAME"] == ref("AlertsTable")
+    assert env["ALERTS_RULES"] == ref("SignalAlertRules") and template["Parameters"]["SignalAlertRules"]["Default"] == ""
+    assert int(env["ALERTS_LEASE_SECONDS"]) > function["Timeout"], "a live invocation's claim must not expire"
     (mapping,) = resources_of(template, "AWS::Lambda::EventSourceMapping").values()
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["OutputStream", "Arn"]}
@@ -920,15 +920,15 @@ def test_flink_zip_layout_and_entry_point(built, tmp_path):
 
 def test_lambda_zip_imports_with_vendored_requests(built, tmp_path):
     names = unzip(built[package.LAMBDA_ZIP], tmp_path)
-    assert "fetcher_lambda/handler.py" in names
+    assert {"fetcher_lambda/handler.py", "lambda_kit/env.py", "lambda_kit/logs.py"} <= set(names)
     assert not [n for n in names if "sample_data" in n or "__pycache__" in n or n.startswith("bin/")]
     assert f"requests-{metadata.version('requests')}.dist-info/METADATA" in names
     # PYTHONPATH precedes site-packages: requests must come from the zip, boto3 from the venv
     # (as in Lambda, whose runtime provides boto3).
     loaded = run_isolated(
-        "import json, fetcher_lambda.handler as h, requests, urllib3, certifi, boto3; "
+        "import json, fetcher_lambda.handler as h, lambda_kit.env as kit, requests, urllib3, certifi, boto3; "
         "print(json.dumps({'callable': callable(h.lambda_handler), "
-        "'vendored': [m.__file__ for m in (h, requests, urllib3, certifi)]}))",
+        "'vendored': [m.__file__ for m in (h, kit, requests, urllib3, certifi)]}))",
         tmp_path, pythonpath=tmp_path,
     )
     assert loaded["callable"]
@@ -937,13 +937,13 @@ def test_lambda_zip_imports_with_vendored_requests(built, tmp_path):
 
 def test_alerts_zip_imports_alone_with_its_rules_and_zone_data(built, tmp_path):
     names = unzip(built[package.ALERTS_ZIP], tmp_path)
-    assert {"alerts/handler.py", "alerts/rules.json"} <= set(names)
+    assert {"alerts/handler.py", "alerts/rules.json", "lambda_kit/env.py", "lambda_kit/logs.py"} <= set(names)
     assert not [n for n in names if n.startswith(("flink_job/", "fetcher_lambda/")) or "__pycache__" in n]
     assert "tzdata/zoneinfo/America/New_York" in names
     loaded = run_isolated(
-        "import json, alerts.handler as h, alerts.rules as r, tzdata; "
+        "import json, alerts.handler as h, alerts.rules as r, lambda_kit.logs as kit, tzdata; "
         "print(json.dumps({'callable': callable(h.lambda_handler), 'rules': [x.name for x in r.load_rules(None).rules], "
-        "'files': [m.__file__ for m in (h, tzdata)]}))",
+        "'files': [m.__file__ for m in (h, kit, tzdata)]}))",
         tmp_path, pythonpath=tmp_path,
     )
     assert loaded["callable"] and loaded["rules"]

@@ -65,7 +65,8 @@ class Context:
         return int((self.end - time.monotonic()) * 1000)
 
 summary = lambda_handler({}, Context())
-modules = {m.__name__: m.__file__ for m in (sys.modules["fetcher_lambda.handler"], requests, urllib3, boto3)}
+modules = {m.__name__: m.__file__ for m in (sys.modules["fetcher_lambda.handler"], sys.modules["lambda_kit.env"],
+                                              requests, urllib3, boto3)}
 print(json.dumps({"summary": summary, "modules": modules, "path": sys.path}))
 """
 
@@ -80,8 +81,8 @@ def test_packaged_lambda_handler_puts_bars_on_the_stream(dist, tmp_path, lambda_
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         # The function's directory first, as /var/task precedes the runtime's packages in Lambda.
         "PYTHONPATH": os.pathsep.join([str(function), str(lambda_runtime)]),
-        "SYMBOLS": symbol, "STREAM_NAME": kinesis_stream, "CURSOR_TABLE": cursor_table,
-        "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_API_KEY": fake.TEST_API_KEY,
+        "SYMBOLS": symbol, "BARS_STREAM_NAME": kinesis_stream, "CURSOR_TABLE_NAME": cursor_table,
+        "AV_BASE_URL": fake_alphavantage.url, "AV_API_KEY": fake.TEST_API_KEY,
         "KINESIS_ENDPOINT_URL": KINESIS_URL, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL,
         "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
     }
@@ -92,7 +93,8 @@ def test_packaged_lambda_handler_puts_bars_on_the_stream(dist, tmp_path, lambda_
     run = json.loads(result.stdout.strip().splitlines()[-1])
 
     modules = {name: Path(file) for name, file in run["modules"].items()}
-    assert all(modules[m].is_relative_to(function) for m in ("fetcher_lambda.handler", "requests", "urllib3")), \
+    assert all(modules[m].is_relative_to(function) for m in ("fetcher_lambda.handler", "lambda_kit.env", "requests",
+                                                               "urllib3")), \
         modules
     assert modules["boto3"].is_relative_to(lambda_runtime), modules
     assert not [p for p in run["path"] if "site-packages" in p], run["path"]
