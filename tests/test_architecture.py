@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ("flink_job", "fetcher_lambda", "alerts", "stack", "dashboards", "infra", "bench", "docs_tools", "tests")
+PACKAGES = ("flink_job", "fetcher_lambda", "alerts", "lambda_kit", "stack", "dashboards", "infra", "bench", "docs_tools", "tests")
 
 # (file, line added to it, the import lint-imports must report, the contract it breaks)
 BREAKS = [

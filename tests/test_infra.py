@@ -684,7 +684,7 @@ def test_no_template_value_can_overwrite_the_stored_api_key(template):
     assert list(secrets) == ["OpenSearchMasterSecret"]
     assert not [n for n in template["Parameters"] if "ApiKey" in n]
     env = template["Resources"]["FetcherFunction"]["Properties"]["Environment"]["Variables"]
-    arn = env["ALPHAVANTAGE_SECRET_ARN"]["Fn::Sub"]
+    arn = env["AV_SECRET_ARN"]["Fn::Sub"]
     name = re.search(r'^api_key_secret\(\) \{\n    echo "\$\{1\}(.+)"', DEPLOY_SCRIPT.read_text(), re.MULTILINE).group(1)
     assert arn.endswith(":secret:${NamePrefix}" + name)
     (grant,) = [s for s in role_statements(template, "FetcherRole") if s["Sid"] == "ApiKey"]

@@ -201,7 +201,7 @@ def test_level_signals_and_their_values():
                        Signal("price_anomaly", "down", -4.0, "drop"))  # zero return: by z's sign
     assert detect(state, reading(volume_z=2.99, return_1=0.01, return_z=3.99), SETTINGS)[0] == ()
     assert signals[0].to_record() == {"type": "volume_spike", "direction": "up", "value": 3.0,
-                                      "detail": "spike"}
+                                      "detail": "spike", "timeframe": "1m"}
 
 
 def test_signal_state_round_trips_through_floats():
