@@ -12,7 +12,11 @@
   plus ``tzdata`` (alert times are New York time, and the runtime may lack a zone database).
 - ``index-templates-loader.zip``: ``index_templates_loader.py``, the job's ``index_templates/`` and
   ``flink_job/index_lifecycle.py`` (the index families and their retention), the function that puts
-  the templates and retention policies from inside the VPC (standard library and boto3 only).
+  the templates and retention policies from inside the VPC, plus ``opensearch-py`` and its
+  dependencies (boto3 it takes from the runtime). The client is pinned to 3.0.0, the newest release
+  whose declared dependencies are all pure Python: 3.1.0 and later also require
+  ``opensearch-protobufs``, hence ``grpcio`` and ``protobuf``, compiled wheels that no code of the
+  client imports yet (its gRPC transport is to come).
 
 Zips are deterministic (sorted entries, fixed timestamps and modes), so an unchanged build gives
 the same bytes and ``deploy.sh`` uploads the same content under the same hash.
@@ -40,6 +44,7 @@ TEMPLATES = ROOT / "flink_job" / "index_templates"
 # Third-party distributions the fetcher imports that the Lambda runtime lacks (boto3 it has).
 LAMBDA_REQUIREMENTS = ("requests", "tzdata")
 ALERTS_REQUIREMENTS = ("tzdata",)
+LOADER_REQUIREMENTS = ("opensearch-py",)
 # The folder of flink-app.zip that the run options' pyFiles ship to the TaskManagers: a pyFiles entry
 # is put on the workers' path as is, so it must be a folder that contains the package.
 FLINK_PYTHON_DIR = "python"
@@ -141,26 +146,32 @@ def lambda_entries(vendored: Path, name: str = "fetcher_lambda",
     """A Lambda package's files (``name``) and the vendored libraries, at the zip's root."""
     package = ROOT / name
     code = _package_files(package, LAMBDA_EXCLUDED_DIRS, suffixes)
+    return [*((f"{name}/{p.relative_to(package).as_posix()}", p) for p in code), *vendored_entries(vendored)]
+
+
+def vendored_entries(vendored: Path) -> list[tuple[str, Path]]:
+    """The libraries ``vendor`` installed, at the zip's root."""
     # bin/ holds console scripts with this machine's interpreter path: not needed by the function.
     libraries = (p for p in vendored.rglob("*") if p.is_file() and p.relative_to(vendored).parts[0] != "bin")
-    return [
-        *((f"{name}/{p.relative_to(package).as_posix()}", p) for p in code),
-        *((p.relative_to(vendored).as_posix(), p) for p in libraries if "__pycache__" not in p.parts),
-    ]
+    return [(p.relative_to(vendored).as_posix(), p) for p in libraries if "__pycache__" not in p.parts]
 
 
-def loader_entries() -> list[tuple[str, Path]]:
+def loader_entries(vendored: Path) -> list[tuple[str, Path]]:
     return [
         ("index_templates_loader.py", ROOT / "infra" / "index_templates_loader.py"),
         # The families and their retention, shared with the job: a pure module, no pyflink.
         ("flink_job/__init__.py", ROOT / "flink_job" / "__init__.py"),
         ("flink_job/index_lifecycle.py", ROOT / "flink_job" / "index_lifecycle.py"),
         *((f"index_templates/{p.name}", p) for p in TEMPLATES.glob("*.json")),
+        *vendored_entries(vendored),
     ]
 
 
 def build(output: Path) -> list[Path]:
-    written = [write_zip(output / FLINK_ZIP, flink_entries()), write_zip(output / LOADER_ZIP, loader_entries())]
+    written = [write_zip(output / FLINK_ZIP, flink_entries())]
+    with tempfile.TemporaryDirectory(prefix="loader-vendor-") as vendored:
+        vendor(pinned_requirements(LOADER_REQUIREMENTS), Path(vendored))
+        written.append(write_zip(output / LOADER_ZIP, loader_entries(Path(vendored))))
     with tempfile.TemporaryDirectory(prefix="lambda-vendor-") as vendored:
         vendor(pinned_requirements(LAMBDA_REQUIREMENTS), Path(vendored))
         written.append(write_zip(output / LAMBDA_ZIP, lambda_entries(Path(vendored))))

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 
-import requests
+from opensearchpy import NotFoundError
 
 from flink_job.analyzer import AnalyticsSettings
 from flink_job.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar
@@ -20,6 +20,7 @@ from flink_job.symbol_state import SymbolTracker
 from stack.services import all_services
 from tests.bar_data import interleave, series
 from tests.flink_rest import FlinkRest, free_port
+from tests.local_aws import opensearch_client
 from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 
 COMPARED = ("close", "volume", "sma_5", "sma_20", "sma_50", "ema_12", "ema_26", "macd", "macd_signal",
@@ -32,9 +33,12 @@ def start_job(tmp_path, **kwargs) -> tuple[JobHarness, FlinkRest]:
 
 
 def count(harness: JobHarness, index: str, query: dict) -> int:
-    requests.post(f"{harness.opensearch}/{index}/_refresh", timeout=10)
-    response = requests.post(f"{harness.opensearch}/{index}/_count", json={"query": query}, timeout=10)
-    return response.json().get("count", 0) if response.status_code == 200 else 0
+    client = opensearch_client(harness.opensearch, timeout_s=10)
+    try:
+        client.indices.refresh(index=index)
+        return client.count(index=index, body={"query": query})["count"]
+    except NotFoundError:
+        return 0
 
 
 def model_records(bars: list[dict]) -> dict[str, dict]:
