@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterator
 
-from opensearchpy import NotFoundError, RequestError, TransportError
+from opensearchpy import NotFoundError, RequestError, TransportError, helpers
 
 from flink_job.index_lifecycle import BY_NAME
 from stack import resources, search
@@ -107,13 +107,15 @@ def index_counters(base_url: str, when_ms: int) -> dict[str, int]:
 
 
 def delete_symbols(base_url: str, symbols: list[str]) -> None:
-    """Best effort: leftovers are only documents of symbols nobody else uses (a distribution without
-    the ``_delete_by_query`` API keeps them, and says so)."""
+    """Best effort: leftovers are only documents of symbols nobody else uses. Their ids are scrolled
+    and deleted in bulk: the local distribution has no ``_delete_by_query``."""
     client = search.client(base_url, timeout_s=60)
-    for index in SYMBOL_INDICES:
-        try:
-            client.delete_by_query(index=index, body={"query": {"terms": {"symbol": symbols}}}, conflicts="proceed",
-                                   ignore_unavailable=True)
-        except TransportError as err:
-            print(f"latency: could not delete the benchmark's documents of {index} "
-                  f"({type(err).__name__} {err.status_code})", file=sys.stderr)
+    query = {"query": {"terms": {"symbol": symbols}}, "_source": False}
+    try:
+        hits = helpers.scan(client, index=",".join(SYMBOL_INDICES), query=query, ignore_unavailable=True)
+        deletes = ({"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]} for hit in hits)
+        _, failed = helpers.bulk(client, deletes, raise_on_error=False, refresh=True)
+    except TransportError as err:
+        failed = [f"{type(err).__name__} {err.status_code}"]
+    if failed:
+        print(f"latency: could not delete all the benchmark's documents ({str(failed[0])[:200]})", file=sys.stderr)
