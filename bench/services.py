@@ -14,7 +14,8 @@ from stack.services import all_services
 
 T = TypeVar("T")
 # What an outage of a service looks like from here (a job that lost its services also exits).
-OUTAGES = (requests.RequestException, TransportError, BotoCoreError, ClientError, AssertionError, TimeoutError, ConnectionError)
+OUTAGES = (requests.RequestException, TransportError, BotoCoreError, ClientError, AssertionError, TimeoutError,
+           ConnectionError)
 
 
 def ensure(names: tuple[str, ...]) -> None:

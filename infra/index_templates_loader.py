@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from opensearchpy import ConnectionError as Unreachable
-from opensearchpy import NotFoundError, OpenSearch, OpenSearchException, TransportError, helpers
+from opensearchpy import OpenSearch, OpenSearchException, TransportError, helpers
 
 from flink_job.index_lifecycle import FAMILIES, RetentionError, ism_policy, ism_policy_id, parse_retention
 
@@ -166,11 +166,9 @@ class Domain:
                 return api(**kwargs, request_timeout=min(ATTEMPT_TIMEOUT_S, self.remaining()))
             except Unreachable as err:  # refused, unreachable, timed out, TLS
                 status, detail = None, f"{type(err.info).__name__}: {err.info}"
-            except NotFoundError:
-                if missing_ok:
-                    return None
-                raise LoadError(f"{self.endpoint} has no {what} (HTTP 404)") from None
             except TransportError as err:
+                if missing_ok and err.status_code == 404:
+                    return None
                 status, detail = err.status_code, json.dumps(err.info) if isinstance(err.info, dict) else str(err.info)
                 if status in (401, 403):
                     raise LoadError(f"{self.endpoint} refused the master user (HTTP {status}) for {what}: check "

@@ -150,7 +150,8 @@ class JobHarness:
         client = opensearch_client(self.opensearch)
         try:
             client.indices.refresh(index=index)
-            hits = client.search(index=index, body={"query": query, "size": size, "sort": [{"_id": "asc"}]})["hits"]["hits"]
+            body = {"query": query, "size": size, "sort": [{"_id": "asc"}]}
+            hits = client.search(index=index, body=body)["hits"]["hits"]
         except NotFoundError:
             return []
         return [dict(hit["_source"], _id=hit["_id"]) for hit in hits]

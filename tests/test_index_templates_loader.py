@@ -47,7 +47,8 @@ class ResponseRecorder:
         class Handler(BaseHTTPRequestHandler):
             def answer(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                recorder.requests.append({"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                recorder.requests.append({"method": self.command, "path": self.path, "headers": headers,
                                           "body": json.loads(raw) if raw else None})
                 status, body = reply(self.command, self.path)
                 data = json.dumps(body).encode()
