@@ -150,11 +150,11 @@ class JobHarness:
         client = opensearch_client(self.opensearch)
         try:
             client.indices.refresh(index=index)
-            body = {"query": query, "size": size, "sort": [{"_id": "asc"}]}
-            hits = client.search(index=index, body=body)["hits"]["hits"]
+            hits = client.search(index=index, body={"query": query, "size": size})["hits"]["hits"]
         except NotFoundError:
             return []
-        return [dict(hit["_source"], _id=hit["_id"]) for hit in hits]
+        # Ordered here: sorting on _id in the query is deprecated (it loads fielddata), and warns.
+        return sorted((dict(hit["_source"], _id=hit["_id"]) for hit in hits), key=lambda doc: doc["_id"])
 
     def docs_for(self, index: str, symbols: Iterable[str]) -> list[dict]:
         return self.search(index, {"terms": {"symbol": list(symbols)}})
