@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from opensearchpy import NotFoundError, OpenSearch, TransportError
+from opensearchpy import NotFoundError, OpenSearch, OpenSearchException, TransportError
 from urllib3 import Timeout
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Reader:
         """The cluster status (green, yellow or red)."""
         try:
             return self.client.cluster.health()["status"]
-        except (TransportError, KeyError, TypeError) as err:
+        except (OpenSearchException, KeyError, TypeError) as err:  # unreachable, refused, or not JSON
             log.warning("OpenSearch health check at %s failed: %s", self.base_url, err)
             raise OpenSearchUnavailable("OpenSearch is unreachable") from None
 
