@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterator
 
-import requests
+from opensearchpy import NotFoundError, RequestError, TransportError, helpers
 
 from flink_job.core.index_lifecycle import BY_NAME
-from stack import resources
+from stack import resources, search
 
 INDICATORS = "stock-indicators"  # the alias over the family's indices: what readers query
 # Every index the job writes per symbol: cleaned up after a run.
@@ -28,9 +28,8 @@ class Poller:
     ids only, filtered to the benchmark's symbols and to ``ts`` at or after the oldest unseen bar."""
 
     def __init__(self, base_url: str, symbols: list[str]):
-        self.url = f"{base_url}/{INDICATORS}/_search"
+        self.client = search.client(base_url, timeout_s=5)
         self.symbols = symbols
-        self.session = requests.Session()
 
     def visible_ids(self, since_ms: int) -> list[str]:
         body = {
@@ -40,11 +39,11 @@ class Poller:
                 {"range": {"ts": {"gte": since_ms, "format": "epoch_millis"}}},
             ]}},
         }
-        response = self.session.post(self.url, json=body, timeout=5)
-        if response.status_code == 404:  # the index is created by the first bulk request
+        try:
+            answer = self.client.search(index=INDICATORS, body=body)
+        except NotFoundError:  # the index is created by the first bulk request
             return []
-        response.raise_for_status()
-        return [hit["_id"] for hit in response.json()["hits"]["hits"]]
+        return [hit["_id"] for hit in answer["hits"]["hits"]]
 
 
 def index_of(when_ms: int) -> str:
@@ -56,9 +55,11 @@ def ensure_index(base_url: str, when_ms: int) -> str:
     """Create the index of bars of ``when_ms`` from its template if no document has created it yet; its name."""
     resources.ensure_index_templates(base_url)
     index = index_of(when_ms)
-    response = requests.put(f"{base_url}/{index}", timeout=30)
-    if response.status_code >= 300 and "resource_already_exists" not in response.text:
-        raise RuntimeError(f"cannot create {index}: HTTP {response.status_code} {response.text[:300]}")
+    try:
+        search.client(base_url, timeout_s=30).indices.create(index=index)
+    except RequestError as err:
+        if err.error != "resource_already_exists_exception":
+            raise RuntimeError(f"cannot create {index}: HTTP {err.status_code} {str(err.info)[:300]}") from None
     return index
 
 
@@ -70,26 +71,27 @@ def refresh_interval(base_url: str, value: str, when_ms: int) -> Iterator[None]:
     The template only applies when the index is created, and the index is shared, so a different
     value is tried on the live index rather than by recreating it."""
     index = ensure_index(base_url, when_ms)
-    url = f"{base_url}/{index}/_settings"
-    current = requests.get(url, timeout=10).json()[index]["settings"]["index"].get("refresh_interval")
+    indices = search.client(base_url).indices
+    current = indices.get_settings(index=index)[index]["settings"]["index"].get("refresh_interval")
     if value == current:
         yield
         return
-    requests.put(url, json={"index": {"refresh_interval": value}}, timeout=10).raise_for_status()
+    indices.put_settings(index=index, body={"index": {"refresh_interval": value}})
     try:
         yield
     finally:
-        _restore(url, current)
+        _restore(base_url, index, current)
 
 
-def _restore(url: str, value: str | None, attempts: int = 30) -> None:
+def _restore(base_url: str, index: str, value: str | None, attempts: int = 30) -> None:
     """Put the setting back, waiting out a restart of OpenSearch (the setting outlives it)."""
     for _ in range(attempts):
         try:
-            requests.put(url, json={"index": {"refresh_interval": value}}, timeout=10).raise_for_status()
+            search.client(base_url).indices.put_settings(index=index, body={"index": {"refresh_interval": value}})
             return
-        except requests.RequestException:
+        except TransportError:  # unreachable too (its ConnectionError)
             time.sleep(2)
+    url = f"{base_url}/{index}/_settings"
     print(f"latency: could NOT restore refresh_interval={value} on {url}; restore it with\n"
           f"  curl -XPUT {url} -H 'Content-Type: application/json' "
           f"-d '{{\"index\": {{\"refresh_interval\": \"{value}\"}}}}'", file=sys.stderr)
@@ -99,16 +101,21 @@ def index_counters(base_url: str, when_ms: int) -> dict[str, int]:
     """Refreshes and indexing operations so far of the index of bars of ``when_ms`` (shared: other
     writers count too)."""
     index = index_of(when_ms)
-    stats = requests.get(f"{base_url}/{index}/_stats/refresh,indexing", timeout=10).json()
+    stats = search.client(base_url).indices.stats(index=index, metric="refresh,indexing")
     total = stats["indices"][index]["total"]
     return {"refreshes": total["refresh"]["total"], "indexed": total["indexing"]["index_total"]}
 
 
 def delete_symbols(base_url: str, symbols: list[str]) -> None:
-    """Best effort: leftovers are only documents of symbols nobody else uses."""
+    """Best effort: leftovers are only documents of symbols nobody else uses. Their ids are scrolled
+    and deleted in bulk: the local distribution has no ``_delete_by_query``."""
+    client = search.client(base_url, timeout_s=60)
+    query = {"query": {"terms": {"symbol": symbols}}, "_source": False}
     try:
-        for index in SYMBOL_INDICES:
-            requests.post(f"{base_url}/{index}/_delete_by_query?conflicts=proceed&ignore_unavailable=true",
-                          json={"query": {"terms": {"symbol": symbols}}}, timeout=60)
-    except requests.RequestException as err:
-        print(f"latency: could not delete the benchmark's documents ({type(err).__name__})", file=sys.stderr)
+        hits = helpers.scan(client, index=",".join(SYMBOL_INDICES), query=query, ignore_unavailable=True)
+        deletes = ({"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]} for hit in hits)
+        _, failed = helpers.bulk(client, deletes, raise_on_error=False, refresh=True)
+    except TransportError as err:
+        failed = [f"{type(err).__name__} {err.status_code}"]
+    if failed:
+        print(f"latency: could not delete all the benchmark's documents ({str(failed[0])[:200]})", file=sys.stderr)

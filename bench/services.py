@@ -8,12 +8,14 @@ from typing import Callable, TypeVar
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
+from opensearchpy import TransportError
 
 from stack.services import all_services
 
 T = TypeVar("T")
 # What an outage of a service looks like from here (a job that lost its services also exits).
-OUTAGES = (requests.RequestException, BotoCoreError, ClientError, AssertionError, TimeoutError, ConnectionError)
+OUTAGES = (requests.RequestException, TransportError, BotoCoreError, ClientError, AssertionError, TimeoutError,
+           ConnectionError)
 
 
 def ensure(names: tuple[str, ...]) -> None:

@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 import boto3
-import requests
 
 from alerts.deliver import AlertPipeline
 from alerts.local import LocalPublisher
@@ -32,7 +31,7 @@ from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.bars import validate_record
 from flink_job.core.index_lifecycle import BY_NAME
 from flink_job.core.symbol_state import SymbolTracker
-from stack import resources
+from stack import resources, search
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "dashboard-alerts.png"
@@ -55,12 +54,9 @@ def enriched_records() -> list[dict]:
 
 
 def bulk(lines: list[dict]) -> None:
-    body = "".join(json.dumps(line) + "\n" for line in lines)
-    response = requests.post(f"{OPENSEARCH}/_bulk?refresh=true", data=body, timeout=60,
-                             headers={"Content-Type": "application/x-ndjson"})
-    response.raise_for_status()
-    if response.json()["errors"]:
-        raise RuntimeError(f"bulk indexing failed: {response.text[:500]}")
+    answer = search.client(OPENSEARCH, timeout_s=60).bulk(body=lines, refresh=True)
+    if answer["errors"]:
+        raise RuntimeError(f"bulk indexing failed: {json.dumps(answer)[:500]}")
 
 
 def index_day(records: list[dict]) -> list[dict]:

@@ -6,6 +6,11 @@ checkpoint until the index takes writes again, and nothing is lost. So each rest
 OpenSearch which of the job's indices block writes, and if any do, logs one
 ``opensearch_writes_blocked`` line (ERROR) naming them, their blocks and what to do. Asking never fails
 the job: an unanswered question is logged as ``opensearch_blocks_unknown`` (WARNING).
+
+The question is one GET with the standard library, not opensearch-py as elsewhere: the client would
+have to travel in ``flink-app.zip`` (``infra/package.py``) with requests, urllib3, certifi and its
+other dependencies, about 3 MB on every worker's path where they could shadow the runtime's own
+copies, for a single read that needs no retries (the next attempt asks again), no bulk and no scroll.
 """
 
 from __future__ import annotations

@@ -22,25 +22,29 @@ State Management policy per family that deletes its indices after their retentio
 (``put_retention_policies``; the local OpenSearch has no ISM, and ``python -m stack.retention``
 does the same there).
 
-Standard library plus boto3, which the Lambda runtime provides: the zip holds this file, the
-templates and ``flink_job/core/index_lifecycle.py``. ``load_templates``, ``with_replicas`` and
-``put_templates`` do the work and are tested against the local OpenSearch; ``handler`` adds the
-custom-resource protocol.
+Talks to the domain with opensearch-py, shipped in the zip with its pure-Python dependencies
+(``infra/package.py``); boto3, for the master user's secret, is the Lambda runtime's. The zip also
+holds the templates and ``flink_job/core/index_lifecycle.py``. The client makes one attempt per call and
+``Domain.call`` retries, so that every call ends before CloudFormation must have its answer.
+``load_templates``, ``with_replicas`` and ``put_templates`` do the work and are tested against the
+local OpenSearch; ``handler`` adds the custom-resource protocol, whose answer goes to a pre-signed S3
+URL with the standard library.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import logging
 import os
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+
+from opensearchpy import ConnectionError as Unreachable
+from opensearchpy import OpenSearch, OpenSearchException, TransportError, helpers
 
 from flink_job.core.index_lifecycle import FAMILIES, RetentionError, ism_policy, ism_policy_id, parse_retention
 
@@ -58,6 +62,7 @@ RETRY_PAUSE_S = 3.0
 # Statuses worth another attempt: the domain is still settling, or busy.
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 MIGRATE_BATCH = 1000
+T = TypeVar("T")
 
 
 class LoadError(RuntimeError):
@@ -129,180 +134,167 @@ def with_replicas(templates: Mapping[str, dict], replicas: int) -> dict[str, dic
     return result
 
 
-def basic_auth(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+# The client makes one attempt per call: ``Domain.call`` owns the retries, so that together they
+# end by the deadline (opensearch-py retries without pause or deadline). Its own log line for each
+# failed attempt, a traceback in plain text, would repeat the JSON line ``call`` writes.
+logging.getLogger("opensearch").setLevel(logging.ERROR)
 
 
-def _send(method: str, url: str, body: dict | None, headers: Mapping[str, str], timeout: float) -> tuple[int, str]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
+@dataclass(frozen=True)
+class Domain:
+    """The OpenSearch client, the endpoint its errors name, and the deadline every call ends by."""
+
+    client: OpenSearch
+    endpoint: str
+    deadline: float
+
+    @classmethod
+    def connect(cls, endpoint: str, auth: tuple[str, str] | None = None, deadline: float | None = None) -> "Domain":
+        client = OpenSearch(hosts=[endpoint], http_auth=auth, timeout=ATTEMPT_TIMEOUT_S, max_retries=0)
+        return cls(client, endpoint, time.monotonic() + 60 if deadline is None else deadline)
+
+    def remaining(self) -> float:
+        """The time an attempt may take: at least a second, so a last try is a real one."""
+        return max(self.deadline - time.monotonic(), 1.0)
+
+    def call(self, what: str, api: Callable[..., T], *, missing_ok: bool = False, **kwargs: Any) -> T | None:
+        """``api(**kwargs)``, tried again on connection failures and transient statuses until the
+        deadline, each attempt bounded by it; with ``missing_ok`` a 404 returns None. Any other
+        refusal raises ``LoadError`` at once."""
+        while True:
+            try:
+                return api(**kwargs, request_timeout=min(ATTEMPT_TIMEOUT_S, self.remaining()))
+            except Unreachable as err:  # refused, unreachable, timed out, TLS
+                status, detail = None, f"{type(err.info).__name__}: {err.info}"
+            except TransportError as err:
+                if missing_ok and err.status_code == 404:
+                    return None
+                status, detail = err.status_code, json.dumps(err.info) if isinstance(err.info, dict) else str(err.info)
+                if status in (401, 403):
+                    raise LoadError(f"{self.endpoint} refused the master user (HTTP {status}) for {what}: check "
+                                    "that the secret holds the domain's master user, then deploy again") from None
+                if status not in TRANSIENT_STATUSES:
+                    raise LoadError(f"{self.endpoint} rejected {what}: HTTP {status} {detail[:300]}") from None
+            if self.deadline - time.monotonic() <= RETRY_PAUSE_S:
+                raise LoadError(f"could not reach {self.endpoint} for {what} in time "
+                                f"({f'HTTP {status}' if status else detail[:300]}): check that the domain is "
+                                "active and its security group admits this function on 443")
+            log.info(json.dumps({"event": "retry", "what": what, "status": status, "detail": detail[:200]}))
+            time.sleep(RETRY_PAUSE_S)
 
 
-def _call(method: str, url: str, body: dict | None, headers: Mapping[str, str], deadline: float, what: str,
-          accept: frozenset[int] = frozenset()) -> int:
-    """One request, retried on connection failures and transient statuses until ``deadline``;
-    a 2xx or an ``accept``ed status is returned, any other refusal raises at once."""
-    return _request(method, url, body, headers, deadline, what, accept)[0]
-
-
-def _request(method: str, url: str, body: dict | None, headers: Mapping[str, str], deadline: float, what: str,
-             accept: frozenset[int] = frozenset()) -> tuple[int, str]:
-    """``_call`` that also returns the answer's body."""
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            status, text = _send(method, url, body, headers, min(ATTEMPT_TIMEOUT_S, max(remaining, 1.0)))
-        except OSError as err:  # refused, unreachable, timed out, TLS
-            status, text = None, str(getattr(err, "reason", err))
-        if status is not None and (status < 300 or status in accept):
-            return status, text
-        if status in (401, 403):
-            raise LoadError(f"{url} refused the master user (HTTP {status}) for {what}: check that the "
-                            "secret holds the domain's master user, then deploy again")
-        if status is not None and status not in TRANSIENT_STATUSES:
-            raise LoadError(f"{url} rejected {what}: HTTP {status} {text[:300]}")
-        if remaining <= RETRY_PAUSE_S:
-            detail = f"HTTP {status}" if status is not None else text
-            raise LoadError(f"could not reach {url} for {what} in time ({detail}): check that the domain "
-                            "is active and its security group admits this function on 443")
-        log.info(json.dumps({"event": "retry", "what": what, "status": status, "detail": text[:200]}))
-        time.sleep(RETRY_PAUSE_S)
-
-
-def put_templates(endpoint: str, templates: Mapping[str, dict], authorization: str | None = None,
+def put_templates(endpoint: str, templates: Mapping[str, dict], auth: tuple[str, str] | None = None,
                   deadline: float | None = None) -> list[str]:
     """PUT each composable template (PUT replaces: idempotent), after moving an unpartitioned index
     of its family into the partitioned ones (``migrate_unpartitioned``); then give the family's
     existing indices the template's alias and fields: a template applies to new indices only, and a
     field added to it would stay unindexed in the current ones (``dynamic: false``). Mappings only
     ever gain fields; a changed field type is refused (HTTP 400) and needs a new index."""
-    deadline = time.monotonic() + 60 if deadline is None else deadline
-    headers = {"Authorization": authorization} if authorization else {}
-    base = endpoint.rstrip("/")
+    domain = Domain.connect(endpoint, auth, deadline)
+    indices = domain.client.indices
     for name, body in templates.items():
         template = body.get("template", {})
         for alias in template.get("aliases", {}):
-            migrate_unpartitioned(base, name, body, alias, headers, deadline)
-        _call("PUT", f"{base}/_index_template/{name}", body, headers, deadline, f"index template {name}")
+            migrate_unpartitioned(domain, name, body, alias)
+        domain.call(f"index template {name}", indices.put_index_template, name=name, body=body)
         fields = template.get("mappings", {}).get("properties")
         for pattern in body.get("index_patterns", []):
-            if not _indices(base, pattern, headers, deadline):
+            if not concrete_indices(domain, pattern):
                 continue
             for alias in template.get("aliases", {}):
-                _call("POST", f"{base}/_aliases", {"actions": [{"add": {"index": pattern, "alias": alias}}]},
-                      headers, deadline, f"alias {alias} of {pattern}")
+                domain.call(f"alias {alias} of {pattern}", indices.put_alias, index=pattern, name=alias)
             if fields:
-                _call("PUT", f"{base}/{pattern}/_mapping", {"properties": fields}, headers, deadline,
-                      f"the mapping of indices {pattern}")
+                domain.call(f"the mapping of indices {pattern}", indices.put_mapping, index=pattern,
+                            body={"properties": fields})
     return list(templates)
 
 
-def _indices(base: str, name: str, headers: Mapping[str, str], deadline: float) -> list[str]:
+def concrete_indices(domain: Domain, name: str) -> list[str]:
     """The concrete indices an index name, alias or pattern stands for (none if it does not exist)."""
-    status, text = _request("GET", f"{base}/{name}/_settings/index.uuid", None, headers, deadline,
-                            f"indices {name}", accept=frozenset({404}))
-    return sorted(json.loads(text)) if status == 200 else []
+    found = domain.call(f"indices {name}", domain.client.indices.get_settings, missing_ok=True, index=name,
+                        name="index.uuid")
+    return sorted(found or {})
 
 
-def _bulk(base: str, lines: str, headers: Mapping[str, str], deadline: float, what: str) -> None:
-    """One bulk request; any refused item fails it (the caller's old index then stays)."""
-    request = urllib.request.Request(f"{base}/_bulk?refresh=true", data=lines.encode(), method="POST",
-                                     headers={"Content-Type": "application/x-ndjson", **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=max(deadline - time.monotonic(), 1.0)) as response:
-            answer = json.loads(response.read())
-    except (OSError, ValueError) as err:
-        raise LoadError(f"{what}: bulk request failed ({err}); the old index is kept, deploy again") from None
-    if answer.get("errors"):
-        failed = next(i for i in answer["items"] if "error" in next(iter(i.values())))
-        raise LoadError(f"{what}: a document was refused; the old index is kept: {json.dumps(failed)[:500]}")
-
-
-def migrate_unpartitioned(base: str, name: str, body: Mapping, alias: str, headers: Mapping[str, str],
-                          deadline: float) -> bool:
+def migrate_unpartitioned(domain: Domain, name: str, body: Mapping, alias: str) -> bool:
     """If a concrete index holds the family's name (the layout before time partitioning), copy its
     documents, ids unchanged, into the family's partitioned indices (each document into the index of
     its own time, as the job writes them), then delete it. Safe to repeat after a failure: the old
     index goes only after every document was copied, and copying again overwrites the same ids.
-    (A scroll and bulk requests rather than ``_reindex``, which the local OpenSearch lacks.)
-    Returns whether there was one."""
-    if alias not in _indices(base, alias, headers, deadline):
+    (A scroll and bulk requests rather than ``_reindex``, which the local OpenSearch lacks and which
+    would need a script to route each document by its time.) Returns whether there was one."""
+    if alias not in concrete_indices(domain, alias):
         return False  # none, or already an alias
     # The family whose name ends the template's: its time field and period (names may be prefixed).
     fam = next(f for f in sorted(FAMILIES, key=lambda f: -len(f.name)) if name.endswith(f.name))
     # The new indices need the template's mappings, but its alias would collide with the old index.
     without_alias = copy.deepcopy(dict(body))
     without_alias.get("template", {}).pop("aliases", None)
-    _call("PUT", f"{base}/_index_template/{name}", without_alias, headers, deadline, f"index template {name}")
-    copied = 0
-    _, text = _request("POST", f"{base}/{alias}/_search?scroll=5m", {"size": MIGRATE_BATCH, "sort": ["_doc"]},
-                       headers, deadline, f"the documents of {alias}")
-    page = json.loads(text)
-    while page["hits"]["hits"]:
-        lines = []
-        for hit in page["hits"]["hits"]:
-            index = f"{alias}-{fam.period_of(hit['_source'][fam.time_field])}"
-            lines += [json.dumps({"index": {"_index": index, "_id": hit["_id"]}}), json.dumps(hit["_source"])]
-        _bulk(base, "\n".join(lines) + "\n", headers, deadline, f"copying {alias}")
-        copied += len(page["hits"]["hits"])
-        _, text = _request("POST", f"{base}/_search/scroll", {"scroll": "5m", "scroll_id": page["_scroll_id"]},
-                           headers, deadline, f"the documents of {alias}")
-        page = json.loads(text)
-    _call("DELETE", f"{base}/{alias}", None, headers, deadline, f"the unpartitioned index {alias}")
+    client = domain.client
+    domain.call(f"index template {name}", client.indices.put_index_template, name=name, body=without_alias)
+
+    def copies() -> Iterator[dict]:
+        for hit in helpers.scan(client, index=alias, size=MIGRATE_BATCH, scroll="5m",
+                                request_timeout=min(ATTEMPT_TIMEOUT_S, domain.remaining())):
+            if time.monotonic() > domain.deadline:
+                raise LoadError(f"copying {alias} ran out of time; the old index is kept, deploy again")
+            yield {"_index": f"{alias}-{fam.period_of(hit['_source'][fam.time_field])}", "_id": hit["_id"],
+                   "_source": hit["_source"]}
+
+    try:
+        # Any refused document fails the copy (the old index then stays); a busy domain's 429s wait.
+        copied, _ = helpers.bulk(client, copies(), chunk_size=MIGRATE_BATCH, max_retries=2, initial_backoff=1,
+                                 request_timeout=domain.remaining())
+    except helpers.BulkIndexError as err:
+        raise LoadError(f"copying {alias}: a document was refused; the old index is kept: "
+                        f"{json.dumps(err.errors[0])[:500]}") from None
+    except OpenSearchException as err:  # the scroll or a bulk request failed
+        raise LoadError(f"copying {alias} failed ({str(err)[:300]}); the old index is kept, deploy again") from None
+    domain.call(f"the copies of {alias}", client.indices.refresh, index=f"{alias}-*")
+    domain.call(f"the unpartitioned index {alias}", client.indices.delete, index=alias)
     log.info(json.dumps({"event": "index_migrated", "index": alias, "into": f"{alias}-*", "documents": copied}))
     return True
 
 
-def put_retention_policies(endpoint: str, retention_days: Mapping[str, int], authorization: str | None = None,
+def put_retention_policies(endpoint: str, retention_days: Mapping[str, int], auth: tuple[str, str] | None = None,
                            deadline: float | None = None) -> dict[str, int]:
     """One ISM policy per family (Amazon OpenSearch Service), attached to the family's new indices by
     its ``ism_template`` and here to its existing ones; indices that already follow an older version
     of the policy are moved to this one. Returns the retention days put."""
-    deadline = time.monotonic() + 60 if deadline is None else deadline
-    headers = {"Authorization": authorization} if authorization else {}
-    base = endpoint.rstrip("/")
+    domain = Domain.connect(endpoint, auth, deadline)
+    ism = domain.client.plugins.index_management
     for fam in FAMILIES:
-        url = f"{base}/_plugins/_ism/policies/{ism_policy_id(fam)}"
-        status, text = _request("GET", url, None, headers, deadline, f"ISM policy of {fam.name}",
-                                accept=frozenset({404}))
-        if status == 200:  # replacing a policy needs the version it replaces
-            current = json.loads(text)
-            url += f"?if_seq_no={current['_seq_no']}&if_primary_term={current['_primary_term']}"
-        _call("PUT", url, ism_policy(fam, retention_days[fam.name]), headers, deadline,
-              f"ISM policy of {fam.name}")
-        policy = {"policy_id": ism_policy_id(fam)}
-        _call("POST", f"{base}/_plugins/_ism/add/{fam.pattern}", policy, headers, deadline,
-              f"ISM policy of {fam.pattern}")
-        _call("POST", f"{base}/_plugins/_ism/change_policy/{fam.pattern}", policy, headers, deadline,
-              f"ISM policy version of {fam.pattern}")
+        policy_id = ism_policy_id(fam)
+        current = domain.call(f"ISM policy of {fam.name}", ism.get_policy, missing_ok=True, policy=policy_id)
+        # Replacing a policy needs the version it replaces.
+        version = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]} if current else {}
+        domain.call(f"ISM policy of {fam.name}", ism.put_policy, policy=policy_id,
+                    body=ism_policy(fam, retention_days[fam.name]), params=version)
+        policy = {"policy_id": policy_id}
+        domain.call(f"ISM policy of {fam.pattern}", ism.add_policy, index=fam.pattern, body=policy)
+        domain.call(f"ISM policy version of {fam.pattern}", ism.change_policy, index=fam.pattern, body=policy)
     return {fam.name: retention_days[fam.name] for fam in FAMILIES}
 
 
-def read_master_user(secret_arn: str) -> str:
-    """The ``Authorization`` header of the master user kept in Secrets Manager."""
+def read_master_user(secret_arn: str) -> tuple[str, str]:
+    """The master user (name, password) kept in Secrets Manager: HTTP basic authentication."""
     import boto3  # the Lambda runtime has it; imported here so the pure part needs nothing
 
     value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     try:
         user = json.loads(value)
-        return basic_auth(user["username"], user["password"])
+        return user["username"], user["password"]
     except (ValueError, KeyError, TypeError):
         raise LoadError(f"secret {secret_arn} is not JSON with username and password") from None
 
 
 def apply(settings: Settings, deadline: float) -> dict:
     replicas = replicas_for(settings.data_nodes)
-    authorization = read_master_user(settings.secret_arn) if settings.secret_arn else None
-    names = put_templates(settings.endpoint, with_replicas(load_templates(), replicas), authorization, deadline)
+    auth = read_master_user(settings.secret_arn) if settings.secret_arn else None
+    names = put_templates(settings.endpoint, with_replicas(load_templates(), replicas), auth, deadline)
     result = {"Templates": ",".join(names), "Replicas": str(replicas)}
     if settings.ism:
-        kept = put_retention_policies(settings.endpoint, settings.retention_days, authorization, deadline)
+        kept = put_retention_policies(settings.endpoint, settings.retention_days, auth, deadline)
         result["RetentionDays"] = ",".join(f"{name}={days}" for name, days in kept.items())
     return result
 

@@ -12,8 +12,12 @@
   plus ``tzdata`` (alert times are New York time, and the runtime may lack a zone database).
 - Both Lambda zips also hold ``lambda_kit``, the settings, secrets and log toolkit they share.
 - ``index-templates-loader.zip``: ``index_templates_loader.py``, the job's ``index_templates/`` and
-  ``flink_job/core/index_lifecycle.py`` (the index families and their retention), the function that
-  puts the templates and retention policies from inside the VPC (standard library and boto3 only).
+  ``flink_job/core/index_lifecycle.py`` (the index families and their retention), the function that puts
+  the templates and retention policies from inside the VPC, plus ``opensearch-py`` and its
+  dependencies (boto3 it takes from the runtime). The client is pinned to 3.0.0, the newest release
+  whose declared dependencies are all pure Python: 3.1.0 and later also require
+  ``opensearch-protobufs``, hence ``grpcio`` and ``protobuf``, compiled wheels that no code of the
+  client imports yet (its gRPC transport is to come).
 
 Zips are deterministic (sorted entries, fixed timestamps and modes), so an unchanged build gives
 the same bytes and ``deploy.sh`` uploads the same content under the same hash.
@@ -43,6 +47,7 @@ LAMBDA_REQUIREMENTS = ("requests", "tzdata")
 ALERTS_REQUIREMENTS = ("tzdata",)
 # What both Lambdas import besides their own package (settings, secrets, JSON log lines): in each zip.
 LAMBDA_SHARED = ("lambda_kit",)
+LOADER_REQUIREMENTS = ("opensearch-py",)
 # The folder of flink-app.zip that the run options' pyFiles ship to the TaskManagers: a pyFiles entry
 # is put on the workers' path as is, so it must be a folder that contains the package.
 FLINK_PYTHON_DIR = "python"
@@ -145,15 +150,18 @@ def lambda_entries(vendored: Path, name: str = "fetcher_lambda",
     libraries, at the zip's root."""
     code = ((package, path) for package in (name, *LAMBDA_SHARED)
             for path in _package_files(ROOT / package, LAMBDA_EXCLUDED_DIRS, suffixes))
+    return [*((f"{package}/{p.relative_to(ROOT / package).as_posix()}", p) for package, p in code),
+            *vendored_entries(vendored)]
+
+
+def vendored_entries(vendored: Path) -> list[tuple[str, Path]]:
+    """The libraries ``vendor`` installed, at the zip's root."""
     # bin/ holds console scripts with this machine's interpreter path: not needed by the function.
     libraries = (p for p in vendored.rglob("*") if p.is_file() and p.relative_to(vendored).parts[0] != "bin")
-    return [
-        *((f"{package}/{p.relative_to(ROOT / package).as_posix()}", p) for package, p in code),
-        *((p.relative_to(vendored).as_posix(), p) for p in libraries if "__pycache__" not in p.parts),
-    ]
+    return [(p.relative_to(vendored).as_posix(), p) for p in libraries if "__pycache__" not in p.parts]
 
 
-def loader_entries() -> list[tuple[str, Path]]:
+def loader_entries(vendored: Path) -> list[tuple[str, Path]]:
     return [
         ("index_templates_loader.py", ROOT / "infra" / "index_templates_loader.py"),
         # The families and their retention, shared with the job: a pure module, no pyflink.
@@ -161,11 +169,15 @@ def loader_entries() -> list[tuple[str, Path]]:
         ("flink_job/core/__init__.py", ROOT / "flink_job" / "core" / "__init__.py"),
         ("flink_job/core/index_lifecycle.py", ROOT / "flink_job" / "core" / "index_lifecycle.py"),
         *((f"index_templates/{p.name}", p) for p in TEMPLATES.glob("*.json")),
+        *vendored_entries(vendored),
     ]
 
 
 def build(output: Path) -> list[Path]:
-    written = [write_zip(output / FLINK_ZIP, flink_entries()), write_zip(output / LOADER_ZIP, loader_entries())]
+    written = [write_zip(output / FLINK_ZIP, flink_entries())]
+    with tempfile.TemporaryDirectory(prefix="loader-vendor-") as vendored:
+        vendor(pinned_requirements(LOADER_REQUIREMENTS), Path(vendored))
+        written.append(write_zip(output / LOADER_ZIP, loader_entries(Path(vendored))))
     with tempfile.TemporaryDirectory(prefix="lambda-vendor-") as vendored:
         vendor(pinned_requirements(LAMBDA_REQUIREMENTS), Path(vendored))
         written.append(write_zip(output / LAMBDA_ZIP, lambda_entries(Path(vendored))))

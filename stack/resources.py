@@ -49,9 +49,7 @@ def ensure_index_templates(hosts: str, auth: tuple[str, str] | None = None) -> l
     """What the stack's loader does on AWS (``infra/index_templates_loader.py``), minus ISM: PUT every
     composable index template, move an unpartitioned index into the partitioned ones, and give the
     existing indices of each family its alias and any field new in its template."""
-    authorization = loader.basic_auth(*auth) if auth else None
-    return loader.put_templates(hosts.split(";")[0], index_templates(), authorization,
-                                deadline=time.monotonic() + 300)
+    return loader.put_templates(hosts.split(";")[0], index_templates(), auth, deadline=time.monotonic() + 300)
 
 
 def ensure_all(config: JobConfig, shards: int = 1) -> None:

@@ -21,29 +21,30 @@ import time
 from datetime import date, datetime, timezone
 from typing import Mapping
 
-import requests
+from opensearchpy import OpenSearch, TransportError
 
 from flink_job.core.index_lifecycle import FAMILIES, RetentionError, expired, parse_retention
+from stack.search import client
 from stack.services import Ports
 
 RETENTION_ENV = "RETENTION_DAYS"
 
 
-def family_indices(base: str) -> list[str]:
+def family_indices(opensearch: OpenSearch) -> list[str]:
     """Every index of every family (hidden and closed ones too)."""
     patterns = ",".join(f.pattern for f in FAMILIES)
-    response = requests.get(f"{base}/_cat/indices/{patterns}", params={"format": "json", "h": "index",
-                                                                       "expand_wildcards": "all"}, timeout=30)
-    response.raise_for_status()
-    return sorted(row["index"] for row in response.json())
+    rows = opensearch.cat.indices(index=patterns, format="json", h="index", expand_wildcards="all",
+                                  request_timeout=30)
+    return sorted(row["index"] for row in rows)
 
 
-def apply_retention(base: str, retention: Mapping[str, int], today: date, dry_run: bool = False) -> list[str]:
+def apply_retention(opensearch: OpenSearch, retention: Mapping[str, int], today: date,
+                    dry_run: bool = False) -> list[str]:
     """Delete the indices that have expired on ``today``; returns their names."""
-    doomed = expired(family_indices(base), today, retention)
+    doomed = expired(family_indices(opensearch), today, retention)
     for index in doomed:
         if not dry_run:
-            requests.delete(f"{base}/{index}", timeout=60).raise_for_status()
+            opensearch.indices.delete(index=index, request_timeout=60)
         print(json.dumps({"event": "index_expired", "index": index, "deleted": not dry_run}), flush=True)
     return doomed
 
@@ -67,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     base = Ports.from_env().url("opensearch")
+    opensearch = client(base)
     while True:
         today = args.today or datetime.now(timezone.utc).date()
         try:
-            deleted = apply_retention(base, retention, today, args.dry_run)
+            deleted = apply_retention(opensearch, retention, today, args.dry_run)
             print(json.dumps({"event": "retention", "today": today.isoformat(), "retention_days": retention,
                               "expired": len(deleted), "dry_run": args.dry_run}), flush=True)
-        except requests.RequestException as err:
+        except TransportError as err:  # unreachable too (its ConnectionError)
             if not args.every:
                 print(f"error: OpenSearch at {base}: {err}", file=sys.stderr)
                 return 1

@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import requests
+from opensearchpy import TransportError
+
+from stack.search import client
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "stack" / "node_modules"
@@ -233,6 +236,16 @@ def _http_ok(url: str, **kwargs) -> bool:
         return False
 
 
+def _opensearch_ok(port: int) -> bool:
+    """OpenSearch answers its cluster health without a server error (waiting a second for yellow)."""
+    try:
+        # request_timeout given, ``timeout`` is the query's (the client takes it for its own otherwise).
+        client(f"http://127.0.0.1:{port}").cluster.health(wait_for_status="yellow", timeout="1s", request_timeout=2)
+        return True
+    except TransportError as err:  # a status, or "N/A" when nothing answered (its ConnectionError)
+        return isinstance(err.status_code, int) and err.status_code < 500
+
+
 def _aws_json_ok(port: int, target: str, content_type: str) -> bool:
     return _http_ok(
         f"http://127.0.0.1:{port}/",
@@ -294,7 +307,7 @@ class OpenSearch(Service):
     def __init__(self, port: int):
         super().__init__(
             "opensearch", port,
-            lambda p: _http_ok(f"http://127.0.0.1:{p}/_cluster/health?wait_for_status=yellow&timeout=1s"),
+            _opensearch_ok,
             start_timeout_s=180.0,
         )
 

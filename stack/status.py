@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass
 
 import requests
+from opensearchpy import NotFoundError, TransportError
 
+from stack.search import client
 from stack.services import Service, port_open
 
 INDICES = ("stock-indicators", "stock-signals", "stock-dlq")
@@ -54,14 +56,10 @@ def _restarts(base: str, job_id: str) -> int | None:
 def count(base: str, index: str) -> int | None:
     """Documents in ``index`` (0 if it does not exist yet); None if OpenSearch did not answer."""
     try:
-        response = requests.get(f"{base}/{index}/_count", timeout=2)
-    except requests.RequestException:
-        return None
-    if response.status_code == 404:
+        return int(client(base, timeout_s=2).count(index=index)["count"])
+    except NotFoundError:
         return 0
-    try:
-        return int(response.json()["count"])
-    except (ValueError, KeyError):
+    except (TransportError, ValueError, KeyError, TypeError):  # unreachable too (its ConnectionError)
         return None
 
 

@@ -10,6 +10,9 @@ import os
 import socket
 from typing import Any
 
+from opensearchpy import OpenSearch
+
+from stack.search import client as search_client
 from stack.services import Ports, port_open
 
 PORTS = Ports.from_env()
@@ -29,6 +32,11 @@ def local_client(service: str) -> Any:
         aws_access_key_id="local", aws_secret_access_key="local",
         config=Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}),
     )
+
+
+def opensearch_client(url: str = OPENSEARCH_URL, timeout_s: float = 30.0) -> OpenSearch:
+    """A client of the local OpenSearch (one attempt per call: a test sees the first failure)."""
+    return search_client(url, timeout_s)
 
 
 def spare_port(offset: int = 0) -> int:

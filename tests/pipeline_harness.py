@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-import requests
+from opensearchpy import NotFoundError
 
 from flink_job.config import load_config
 from flink_job.core.rollups import ROLLUP_WINDOWS
@@ -25,6 +25,7 @@ from stack.properties import local_property_groups
 from stack.services import ROOT
 from tests.bar_data import rollup_differences
 from tests.flink_rest import FlinkRest, free_port
+from tests.local_aws import opensearch_client
 
 
 def unique_symbol(prefix: str) -> str:
@@ -146,13 +147,14 @@ class JobHarness:
         return [r for r in self.read_output_stream() if r.get("symbol") in wanted]
 
     def search(self, index: str, query: dict, size: int = 10000) -> list[dict]:
-        requests.post(f"{self.opensearch}/{index}/_refresh", timeout=10)
-        response = requests.post(f"{self.opensearch}/{index}/_search", timeout=30,
-                                 json={"query": query, "size": size, "sort": [{"_id": "asc"}]})
-        if response.status_code == 404:
+        client = opensearch_client(self.opensearch)
+        try:
+            client.indices.refresh(index=index)
+            hits = client.search(index=index, body={"query": query, "size": size})["hits"]["hits"]
+        except NotFoundError:
             return []
-        response.raise_for_status()
-        return [dict(hit["_source"], _id=hit["_id"]) for hit in response.json()["hits"]["hits"]]
+        # Ordered here: sorting on _id in the query is deprecated (it loads fielddata), and warns.
+        return sorted((dict(hit["_source"], _id=hit["_id"]) for hit in hits), key=lambda doc: doc["_id"])
 
     def docs_for(self, index: str, symbols: Iterable[str]) -> list[dict]:
         return self.search(index, {"terms": {"symbol": list(symbols)}})

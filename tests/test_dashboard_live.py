@@ -24,12 +24,13 @@ from typing import Iterator
 
 import pytest
 import requests
+from opensearchpy import TransportError
 
 from flink_job.core.analyzer import Analyzer
 from flink_job.core.index_lifecycle import BY_NAME
 from stack import resources
 from tests.bar_data import generate_bars
-from tests.local_aws import OPENSEARCH_URL
+from tests.local_aws import OPENSEARCH_URL, opensearch_client
 from tests.pipeline_harness import unique_symbol
 
 INDICATORS, SIGNALS = BY_NAME["stock-indicators"], BY_NAME["stock-signals"]
@@ -90,18 +91,15 @@ def unindex(docs: list[dict]) -> None:
 
 
 def send_bulk(lines: list[dict]) -> None:
-    body = "".join(json.dumps(line) + "\n" for line in lines)
-    response = requests.post(f"{OPENSEARCH}/_bulk?refresh=true", data=body, timeout=30,
-                             headers={"Content-Type": "application/x-ndjson"})
-    response.raise_for_status()
-    assert not response.json()["errors"], response.text[:1000]
+    answer = opensearch_client().bulk(body=lines, refresh=True)
+    assert not answer["errors"], json.dumps(answer)[:1000]
 
 
 @pytest.fixture(scope="module")
 def opensearch() -> str:
     try:
-        requests.get(f"{OPENSEARCH}/_cluster/health", timeout=5).raise_for_status()
-    except requests.RequestException as err:
+        opensearch_client(timeout_s=5).cluster.health()
+    except TransportError as err:
         pytest.fail(f"local OpenSearch is not reachable at {OPENSEARCH} ({err}); "
                     "start it with: .venv/bin/python -m stack.services start opensearch")
     resources.ensure_index_templates(OPENSEARCH)  # a fresh cluster maps the test's documents like the job's
@@ -123,10 +121,9 @@ def remove_symbol(symbol: str) -> None:
     _delete_by_query: search the ids, then delete them in bulk)."""
     lines = []
     for index in ("stock-indicators", "stock-signals"):
-        response = requests.post(f"{OPENSEARCH}/{index}/_search", timeout=30, json={
+        answer = opensearch_client().search(index=index, body={
             "query": {"term": {"symbol": symbol}}, "size": 10_000, "_source": False})
-        response.raise_for_status()
-        lines += [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in response.json()["hits"]["hits"]]
+        lines += [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in answer["hits"]["hits"]]
     if lines:
         send_bulk(lines)
 

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-import requests
+from opensearchpy import NotFoundError
 
 from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, parse_bar
@@ -21,6 +21,7 @@ from flink_job.core.symbol_state import SymbolTracker
 from stack.services import all_services
 from tests.bar_data import interleave, series
 from tests.flink_rest import FlinkRest, free_port
+from tests.local_aws import opensearch_client
 from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 
 # The real job in a local mini-cluster against the local services.
@@ -36,9 +37,12 @@ def start_job(tmp_path, **kwargs) -> tuple[JobHarness, FlinkRest]:
 
 
 def count(harness: JobHarness, index: str, query: dict) -> int:
-    requests.post(f"{harness.opensearch}/{index}/_refresh", timeout=10)
-    response = requests.post(f"{harness.opensearch}/{index}/_count", json={"query": query}, timeout=10)
-    return response.json().get("count", 0) if response.status_code == 200 else 0
+    client = opensearch_client(harness.opensearch, timeout_s=10)
+    try:
+        client.indices.refresh(index=index)
+        return client.count(index=index, body={"query": query})["count"]
+    except NotFoundError:
+        return 0
 
 
 def model_records(bars: list[dict]) -> dict[str, dict]:

@@ -13,14 +13,15 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
-import requests
+from opensearchpy import OpenSearch, TransportError, helpers
 
-from flink_job.core.index_lifecycle import parse_retention
+from flink_job.core.index_lifecycle import BY_NAME, FAMILIES, ism_policy, ism_policy_id, parse_retention
 from infra import index_templates_loader as loader
 from tests.local_aws import OPENSEARCH_URL as OPENSEARCH
+from tests.local_aws import opensearch_client
 JOB_TEMPLATES = Path(__file__).resolve().parent.parent / "flink_job" / "index_templates"
 
 
@@ -35,28 +36,45 @@ class Context:
 
 
 class ResponseRecorder:
-    """Stands in for CloudFormation's pre-signed S3 URL: records each PUT answer."""
+    """A real HTTP server that records every request and answers it with ``reply(method, path)``
+    (status, JSON): CloudFormation's pre-signed S3 URL, and the ISM API, which the local OpenSearch
+    lacks."""
 
-    def __init__(self) -> None:
-        self.answers: list[dict] = []
-        self.headers: list[dict] = []
+    def __init__(self, reply: Callable[[str, str], tuple[int, dict]] = lambda method, path: (200, {})) -> None:
+        self.requests: list[dict] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                recorder.headers.append(dict(self.headers))
-                recorder.answers.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
+            def answer(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                recorder.requests.append({"method": self.command, "path": self.path, "headers": headers,
+                                          "body": json.loads(raw) if raw else None})
+                status, body = reply(self.command, self.path)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = answer  # noqa: N815 - http.server API
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/response?signature=x"
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"{self.base}/response?signature=x"
+
+    @property
+    def answers(self) -> list[dict]:
+        return [r["body"] for r in self.requests]
+
+    @property
+    def headers(self) -> list[dict]:
+        return [r["headers"] for r in self.requests]
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -64,17 +82,22 @@ class ResponseRecorder:
 
 
 @pytest.fixture(scope="module")
-def opensearch() -> str:
+def client() -> OpenSearch:
+    return opensearch_client()
+
+
+@pytest.fixture(scope="module")
+def opensearch(client) -> str:
     try:
-        requests.get(OPENSEARCH, timeout=5).raise_for_status()
-    except requests.RequestException as err:
+        client.info()
+    except TransportError as err:
         pytest.fail(f"local OpenSearch is not reachable at {OPENSEARCH} ({err}); "
                     "start it with: .venv/bin/python -m stack.services start opensearch")
     return OPENSEARCH
 
 
 @pytest.fixture
-def own_templates(tmp_path, opensearch) -> Iterator[tuple[Path, dict[str, dict]]]:
+def own_templates(tmp_path, opensearch, client) -> Iterator[tuple[Path, dict[str, dict]]]:
     """The job's templates renamed to this test's prefix (names, index patterns and aliases), as files."""
     prefix = f"loader-{uuid.uuid4().hex[:8]}-"
     directory = tmp_path / "index_templates"
@@ -87,8 +110,8 @@ def own_templates(tmp_path, opensearch) -> Iterator[tuple[Path, dict[str, dict]]
         (directory / f"{prefix}{name}.json").write_text(json.dumps(body))
     yield directory, renamed
     for name in renamed:
-        requests.delete(f"{opensearch}/_index_template/{name}", timeout=10)
-    requests.delete(f"{opensearch}/{prefix}*", timeout=10)
+        client.indices.delete_index_template(name=name, ignore=404)
+    client.indices.delete(index=f"{prefix}*")
 
 
 @pytest.fixture
@@ -106,10 +129,8 @@ def event(request_type: str, response_url: str) -> dict:
     }
 
 
-def stored(opensearch: str, name: str) -> dict:
-    response = requests.get(f"{opensearch}/_index_template/{name}", timeout=10)
-    response.raise_for_status()
-    (template,) = response.json()["index_templates"]
+def stored(name: str) -> dict:
+    (template,) = opensearch_client().indices.get_index_template(name=name)["index_templates"]
     return template["index_template"]
 
 
@@ -153,26 +174,26 @@ def test_settings_come_from_the_environment():
 # --- against the local OpenSearch ----------------------------------------------------------------
 
 
-def test_put_templates_shape_new_indices(opensearch, own_templates):
+def test_put_templates_shape_new_indices(opensearch, client, own_templates):
     directory, renamed = own_templates
     names = loader.put_templates(opensearch, loader.with_replicas(loader.load_templates(directory), 1))
     assert names == sorted(renamed)
     for name in renamed:
-        assert stored(opensearch, name)["template"]["settings"]["index"]["number_of_replicas"] == "1"
+        assert stored(name)["template"]["settings"]["index"]["number_of_replicas"] == "1"
     # An index the job would create gets the template's mapping, the replica and the family's alias.
     alias = next(n for n in renamed if n.endswith("stock-indicators"))
     index = f"{alias}-2024.03"
-    requests.put(f"{opensearch}/{index}", timeout=30).raise_for_status()
-    settings = requests.get(f"{opensearch}/{index}/_settings", timeout=10).json()[index]["settings"]["index"]
-    mapping = requests.get(f"{opensearch}/{index}/_mapping", timeout=10).json()[index]["mappings"]
+    client.indices.create(index=index)
+    settings = client.indices.get_settings(index=index)[index]["settings"]["index"]
+    mapping = client.indices.get_mapping(index=index)[index]["mappings"]
     assert settings["number_of_replicas"] == "1"
     assert mapping["dynamic"] == "false" and mapping["properties"]["symbol"] == {"type": "keyword"}
-    assert requests.get(f"{opensearch}/_alias/{alias}", timeout=10).json() == {index: {"aliases": {alias: {}}}}
+    assert client.indices.get_alias(name=alias) == {index: {"aliases": {alias: {}}}}
     # Putting again replaces, so a second run changes nothing and fails nothing.
     assert loader.put_templates(opensearch, loader.with_replicas(loader.load_templates(directory), 1)) == names
 
 
-def test_existing_indices_gain_the_fields_added_to_their_template_and_the_alias(opensearch, own_templates):
+def test_existing_indices_gain_the_fields_added_to_their_template_and_the_alias(opensearch, client, own_templates):
     _, renamed = own_templates
     name, body = next((n, b) for n, b in renamed.items() if n.endswith("stock-dlq"))
     loader.put_templates(opensearch, {name: body})
@@ -180,19 +201,19 @@ def test_existing_indices_gain_the_fields_added_to_their_template_and_the_alias(
     loader.put_templates(opensearch, {name: older})
     indices = [f"{name}-2024.02", f"{name}-2024.03"]
     for index in indices:
-        requests.put(f"{opensearch}/{index}", timeout=30).raise_for_status()
+        client.indices.create(index=index)
     grown = json.loads(json.dumps(body))
     grown["template"]["mappings"]["properties"]["added_later"] = {"type": "keyword"}
 
     loader.put_templates(opensearch, {name: grown})
     for index in indices:
-        mapping = requests.get(f"{opensearch}/{index}/_mapping", timeout=10).json()[index]["mappings"]
+        mapping = client.indices.get_mapping(index=index)[index]["mappings"]
         assert mapping["properties"]["added_later"] == {"type": "keyword"}
         assert set(body["template"]["mappings"]["properties"]) < set(mapping["properties"])
-    assert sorted(requests.get(f"{opensearch}/_alias/{name}", timeout=10).json()) == indices
+    assert sorted(client.indices.get_alias(name=name)) == indices
 
 
-def test_an_unpartitioned_index_moves_into_the_partitioned_ones_ids_unchanged(opensearch, own_templates):
+def test_an_unpartitioned_index_moves_into_the_partitioned_ones_ids_unchanged(opensearch, client, own_templates):
     """The layout before time partitioning: one concrete index named as the family. Its documents
     move into the index of their own time (as the job would write them), and the name becomes the
     alias over them, so readers and the job's later upserts meet the same documents."""
@@ -200,19 +221,17 @@ def test_an_unpartitioned_index_moves_into_the_partitioned_ones_ids_unchanged(op
     name, body = next((n, b) for n, b in renamed.items() if n.endswith("stock-indicators"))
     docs = {f"IBM|2024-0{m}-2{d}T14:3{d}:00Z": {"symbol": "IBM", "ts": f"2024-0{m}-2{d}T14:3{d}:00Z", "close": m + d}
             for m in (2, 3) for d in (1, 2)}
-    lines = "".join(json.dumps({"index": {"_index": name, "_id": i}}) + "\n" + json.dumps(d) + "\n"
-                    for i, d in docs.items())
-    requests.post(f"{opensearch}/_bulk?refresh=true", data=lines, timeout=30,
-                  headers={"Content-Type": "application/x-ndjson"}).raise_for_status()
+    assert helpers.bulk(client, [{"_index": name, "_id": i, "_source": d} for i, d in docs.items()],
+                        refresh=True) == (len(docs), [])
 
     loader.put_templates(opensearch, {name: body}, deadline=time.monotonic() + 60)
-    requests.post(f"{opensearch}/{name}/_refresh", timeout=10)
-    hits = requests.post(f"{opensearch}/{name}/_search", json={"size": 100}, timeout=10).json()["hits"]["hits"]
+    client.indices.refresh(index=name)
+    hits = client.search(index=name, body={"size": 100})["hits"]["hits"]
     assert {h["_id"]: h["_index"] for h in hits} == {i: f"{name}-{d['ts'][:7].replace('-', '.')}" for i, d in docs.items()}
     assert {h["_id"]: h["_source"] for h in hits} == docs
-    assert sorted(requests.get(f"{opensearch}/_alias/{name}", timeout=10).json()) == [f"{name}-2024.02", f"{name}-2024.03"]
+    assert sorted(client.indices.get_alias(name=name)) == [f"{name}-2024.02", f"{name}-2024.03"]
     # Repeating is harmless: nothing is left to move.
-    assert not loader.migrate_unpartitioned(opensearch, name, body, name, {}, time.monotonic() + 30)
+    assert not loader.migrate_unpartitioned(loader.Domain.connect(opensearch), name, body, name)
 
 
 def test_a_refused_template_stops_at_once_and_names_it(opensearch, own_templates):
@@ -233,8 +252,50 @@ def test_an_unreachable_domain_is_retried_until_the_deadline():
     assert 3 <= time.monotonic() - started < 10
 
 
-def test_basic_auth_header():
-    assert loader.basic_auth("analytics-admin", "p:w") == "Basic YW5hbHl0aWNzLWFkbWluOnA6dw=="
+def test_the_master_user_goes_as_basic_authentication(recorder):
+    loader.put_templates(recorder.base, {"t": {"index_patterns": []}}, ("analytics-admin", "p:w"))
+    (put,) = recorder.requests
+    assert (put["method"], put["path"]) == ("PUT", "/_index_template/t")
+    assert put["headers"]["authorization"] == "Basic YW5hbHl0aWNzLWFkbWluOnA6dw=="
+
+
+def test_a_refused_master_user_stops_at_once_and_says_to_check_the_secret():
+    domain = ResponseRecorder(lambda method, path: (403, {"error": {"type": "security_exception"}, "status": 403}))
+    try:
+        with pytest.raises(loader.LoadError, match=r"refused the master user \(HTTP 403\) for index template t"):
+            loader.put_templates(domain.base, {"t": {}}, ("analytics-admin", "wrong"), time.monotonic() + 30)
+        assert len(domain.requests) == 1, "a refusal is not retried"
+    finally:
+        domain.stop()
+
+
+def test_retention_policies_are_put_replaced_at_their_version_and_attached():
+    """The ISM calls (Amazon OpenSearch Service; the local distribution has no ISM) against a server
+    that answers like the plugin: the stock-dlq policy exists at a version, the others do not."""
+    def ism(method: str, path: str) -> tuple[int, dict]:
+        if method == "GET":
+            if path.endswith("/stock-dlq-retention"):
+                return 200, {"_id": "stock-dlq-retention", "_seq_no": 7, "_primary_term": 2, "policy": {}}
+            return 404, {"error": {"type": "status_exception"}, "status": 404}
+        return 200, {"updated_indices": 1, "failures": False}
+
+    domain = ResponseRecorder(ism)
+    retention = {**parse_retention(""), "stock-dlq": 9}
+    try:
+        assert loader.put_retention_policies(domain.base, retention, deadline=time.monotonic() + 30) == retention
+    finally:
+        domain.stop()
+    calls = [(r["method"], r["path"]) for r in domain.requests]
+    for fam in FAMILIES:
+        policy_id = ism_policy_id(fam)
+        version = "?if_seq_no=7&if_primary_term=2" if fam.name == "stock-dlq" else ""
+        assert [c for c in calls if policy_id in c[1] or fam.pattern in c[1]] == [
+            ("GET", f"/_plugins/_ism/policies/{policy_id}"), ("PUT", f"/_plugins/_ism/policies/{policy_id}{version}"),
+            ("POST", f"/_plugins/_ism/add/{fam.pattern}"), ("POST", f"/_plugins/_ism/change_policy/{fam.pattern}")]
+    bodies = {r["path"]: r["body"] for r in domain.requests}
+    assert bodies["/_plugins/_ism/policies/stock-dlq-retention?if_seq_no=7&if_primary_term=2"] == \
+        ism_policy(BY_NAME["stock-dlq"], 9)
+    assert bodies["/_plugins/_ism/add/stock-dlq-*"] == {"policy_id": "stock-dlq-retention"}
 
 
 # --- the Lambda entry point ----------------------------------------------------------------------
@@ -255,9 +316,9 @@ def test_create_puts_the_templates_and_answers_success(opensearch, own_templates
         ("arn:stack/test", "req-1", "IndexTemplates")
     assert answer["PhysicalResourceId"]
     # S3 refuses a pre-signed PUT whose signed headers differ: CloudFormation signs an empty type.
-    assert recorder.headers[0].get("Content-Type", "") == ""
+    assert recorder.headers[0].get("content-type", "") == ""
     for name in renamed:
-        assert stored(opensearch, name)["template"]["settings"]["index"]["number_of_replicas"] == "1"
+        assert stored(name)["template"]["settings"]["index"]["number_of_replicas"] == "1"
 
     update = dict(event("Update", recorder.url), PhysicalResourceId=answer["PhysicalResourceId"])
     monkeypatch.setenv("DATA_NODES", "1")
@@ -265,7 +326,7 @@ def test_create_puts_the_templates_and_answers_success(opensearch, own_templates
     assert recorder.answers[-1]["Status"] == "SUCCESS"
     assert recorder.answers[-1]["PhysicalResourceId"] == answer["PhysicalResourceId"], "an update replaces nothing"
     for name in renamed:
-        assert stored(opensearch, name)["template"]["settings"]["index"]["number_of_replicas"] == "0"
+        assert stored(name)["template"]["settings"]["index"]["number_of_replicas"] == "0"
 
 
 def test_failure_answers_failed_with_a_reason_and_in_time(recorder, monkeypatch):

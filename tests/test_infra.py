@@ -950,20 +950,27 @@ def test_alerts_zip_imports_alone_with_its_rules_and_zone_data(built, tmp_path):
     assert all(Path(f).is_relative_to(tmp_path) for f in loaded["files"]), loaded["files"]
 
 
-def test_loader_zip_holds_the_module_and_the_job_templates(built, tmp_path):
+def test_loader_zip_holds_the_module_the_job_templates_and_a_pure_python_client(built, tmp_path):
     names = unzip(built[package.LOADER_ZIP], tmp_path)
     templates = sorted(p.name for p in package.TEMPLATES.glob("*.json"))
-    assert sorted(names) == sorted(["index_templates_loader.py", *(f"index_templates/{t}" for t in templates),
-                                    "flink_job/__init__.py", "flink_job/core/__init__.py",
-                                    "flink_job/core/index_lifecycle.py"])
+    own = ["index_templates_loader.py", *(f"index_templates/{t}" for t in templates),
+           "flink_job/__init__.py", "flink_job/core/__init__.py", "flink_job/core/index_lifecycle.py"]
+    assert set(own) <= set(names)
+    assert not [n for n in names if n.startswith("flink_job/") and n not in own], "the job's modules stay out"
+    assert f"opensearch_py-{metadata.version('opensearch-py')}.dist-info/METADATA" in names
+    # Pure Python, whatever machine builds it; and small: nothing compiled came with the client.
+    assert not [n for n in names if n.endswith((".so", ".pyd", ".dylib")) or "__pycache__" in n or n.startswith("bin/")]
+    assert not [n for n in names if n.split("/")[0].startswith(("grpc", "google", "opensearch_protobufs"))]
+    assert built[package.LOADER_ZIP].stat().st_size < 2_000_000
     loaded = run_isolated(
-        "import json, index_templates_loader as m, flink_job.core.index_lifecycle as f; "
+        "import json, index_templates_loader as m, flink_job.core.index_lifecycle as f, opensearchpy, urllib3; "
         "print(json.dumps({'file': m.__file__, 'dir': str(m.templates_dir()), 'names': sorted(m.load_templates()), "
-        "'lifecycle': f.__file__}))",
-        tmp_path,
+        "'lifecycle': f.__file__, 'vendored': [x.__file__ for x in (opensearchpy, urllib3)]}))",
+        tmp_path, pythonpath=tmp_path,
     )
     assert Path(loaded["dir"]) == tmp_path / "index_templates" and Path(loaded["file"]).parent == tmp_path
     assert Path(loaded["lifecycle"]).is_relative_to(tmp_path)
+    assert all(Path(f).is_relative_to(tmp_path) for f in loaded["vendored"]), loaded["vendored"]
     assert loaded["names"] == [t.removesuffix(".json") for t in templates]
 
 

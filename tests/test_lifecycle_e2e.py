@@ -11,11 +11,10 @@ import time
 from datetime import date
 
 import pytest
-import requests
-
 from flink_job.core.index_lifecycle import BY_NAME, FAMILIES
 from infra.sizing import BYTES_PER_DOCUMENT
 from tests.bar_data import generate_bars, interleave
+from tests.local_aws import opensearch_client
 from tests.pipeline_harness import JobHarness, assert_no_restarts, start_with_rest, unique_symbol, wait_for
 from tests.test_faults import assert_documents_match_model, count
 
@@ -33,8 +32,7 @@ def bars_of(symbols: list[str], days: tuple[date, ...], seed: int) -> dict[str, 
 
 
 def write_block(base: str, index: str, blocked: bool) -> None:
-    requests.put(f"{base}/{index}/_settings", json={"index.blocks.write": blocked or None},
-                 timeout=10).raise_for_status()
+    opensearch_client(base).indices.put_settings(index=index, body={"index.blocks.write": blocked or None})
 
 
 def test_a_write_blocked_index_loses_nothing_and_costs_exactly_one_restart(tmp_path):
@@ -85,14 +83,13 @@ def store_bytes(base: str, indices: list[str], timeout_s: float = 180) -> dict[s
     every bar, and OpenSearch keeps replaced versions as soft deletes for its retention lease (12 h
     by default) before a merge may drop them. The lease is shortened here so that they go now."""
     joined = ",".join(indices)
-    requests.put(f"{base}/{joined}/_settings", json={"index.soft_deletes.retention_lease.period": "1s"},
-                 timeout=30).raise_for_status()
+    client = opensearch_client(base, timeout_s=300)
+    client.indices.put_settings(index=joined, body={"index.soft_deletes.retention_lease.period": "1s"})
     deadline = time.monotonic() + timeout_s
     while True:
-        requests.post(f"{base}/{joined}/_forcemerge", params={"max_num_segments": 1}, timeout=300).raise_for_status()
-        requests.post(f"{base}/{joined}/_refresh", timeout=30).raise_for_status()
-        rows = [r for r in requests.get(f"{base}/_cat/segments/{joined}", params={"format": "json", "bytes": "b"},
-                                        timeout=30).json() if r["searchable"] == "true"]
+        client.indices.forcemerge(index=joined, max_num_segments=1)
+        client.indices.refresh(index=joined)
+        rows = [r for r in client.cat.segments(index=joined, format="json", bytes="b") if r["searchable"] == "true"]
         if all(r["docs.deleted"] == "0" for r in rows):
             break
         assert time.monotonic() < deadline, f"replaced document versions still on disk after {timeout_s:.0f}s: {rows}"
@@ -113,7 +110,7 @@ def test_storage_per_symbol_day_through_the_real_job_fits_the_sizing(tmp_path):
     harness = JobHarness(tmp_path, parallelism=1)
     base = harness.opensearch
     # Indices of this test's own month: start them empty, so only this run's documents are measured.
-    requests.delete(f"{base}/{','.join(names.values())}", params={"ignore_unavailable": "true"}, timeout=60)
+    opensearch_client(base).indices.delete(index=",".join(names.values()), ignore_unavailable=True)
     rest = start_with_rest(harness)
     symbols = [unique_symbol("SIZ") for _ in range(2)]
     bars = bars_of(symbols, day, seed=31)

@@ -1,9 +1,10 @@
-"""The fetcher's built artifact runs, from its own unzipped files, against the real local services.
+"""The Lambda functions' built artifacts run, from their own unzipped files, against the real local services.
 
 ``fetcher-lambda.zip``: unzipped, its handler runs as the Lambda runtime would run it: the zip first
 on the path, then boto3 and its dependencies only (the runtime's), against the fake Alpha Vantage
-API and the local Kinesis and DynamoDB. (``flink-app.zip`` runs on a standalone cluster, the way
-Managed Flink runs it: ``test_cluster.py``.)
+API and the local Kinesis and DynamoDB. ``index-templates-loader.zip``: the same way, its handler
+puts the job's index templates into the local OpenSearch with the client the zip carries.
+(``flink-app.zip`` runs on a standalone cluster, the way Managed Flink runs it: ``test_cluster.py``.)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 
 from infra import package
 from tests import fake_alphavantage as fake
-from tests.local_aws import DYNAMODB_URL, KINESIS_URL
+from tests.local_aws import DYNAMODB_URL, KINESIS_URL, OPENSEARCH_URL, opensearch_client
 from tests.pipeline_harness import unique_symbol
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +106,56 @@ def test_packaged_lambda_handler_puts_bars_on_the_stream(dist, tmp_path, lambda_
     assert [key for key, _ in records] == [symbol] * len(rows)
     assert [r["ts"] for _, r in records] == [f"2024-03-08T15:{m:02d}:00Z" for m in range(len(rows))]
     assert fake.TEST_API_KEY not in result.stdout + result.stderr
+
+
+LOADER_RUN = """
+import json, sys, time
+import index_templates_loader as loader
+
+class Context:
+    def get_remaining_time_in_millis(self):
+        return 60_000
+
+result = loader.handler({}, Context())
+modules = {name: sys.modules[name].__file__ for name in ("index_templates_loader", "opensearchpy", "urllib3",
+                                                         "requests", "dateutil", "events")}
+print(json.dumps({"result": result, "modules": modules, "path": sys.path}))
+"""
+
+
+def test_packaged_loader_puts_the_templates_with_the_client_it_carries(dist, tmp_path, lambda_runtime):
+    """Directly invoked (``deploy.sh index-templates``), with the local OpenSearch as the domain. The
+    unzipped templates are renamed to this test's own names and patterns first, so the shared ones
+    stay as they are and what is found afterwards was put by this run."""
+    function = unzip(dist / package.LOADER_ZIP, tmp_path / "function")
+    prefix = f"pkg-{uuid.uuid4().hex[:8]}-"
+    for path in sorted((function / "index_templates").glob("*.json")):
+        body = json.loads(path.read_text())
+        body["index_patterns"] = [prefix + pattern for pattern in body["index_patterns"]]
+        body["template"]["aliases"] = {prefix + alias: spec for alias, spec in body["template"]["aliases"].items()}
+        path.unlink()
+        (path.parent / f"{prefix}{path.name}").write_text(json.dumps(body))
+    names = sorted(prefix + p.stem for p in package.TEMPLATES.glob("*.json"))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join([str(function), str(lambda_runtime)]),
+        "OPENSEARCH_ENDPOINT": OPENSEARCH_URL, "DATA_NODES": "2",
+    }
+    client = opensearch_client()
+    try:
+        result = subprocess.run([sys.executable, "-S", "-c", LOADER_RUN], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
+        run = json.loads(result.stdout.strip().splitlines()[-1])
+
+        modules = {name: Path(file) for name, file in run["modules"].items()}
+        # The client and all it imports come from the zip (dateutil too, though the runtime has one).
+        assert all(file.is_relative_to(function) for file in modules.values()), modules
+        assert not [p for p in run["path"] if "site-packages" in p], run["path"]
+        assert run["result"] == {"Templates": ",".join(names), "Replicas": "1"}
+        stored = client.indices.get_index_template(name=f"{prefix}*")["index_templates"]
+        assert sorted(t["name"] for t in stored) == names
+        assert {t["index_template"]["template"]["settings"]["index"]["number_of_replicas"] for t in stored} == {"1"}
+    finally:
+        for name in names:
+            client.indices.delete_index_template(name=name, ignore=404)

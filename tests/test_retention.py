@@ -13,11 +13,13 @@ import subprocess
 import sys
 
 import pytest
-import requests
 
 from stack import resources, retention
 from stack.services import ROOT
 from tests.local_aws import OPENSEARCH_URL as OPENSEARCH
+from tests.local_aws import opensearch_client
+
+client = opensearch_client()
 
 OURS = ["stock-dlq-1999.01", "stock-indicators-1999.02", "stock-indicators-1999.04", "stock-bars-5m-1998"]
 TODAY = "1999-06-01"
@@ -28,24 +30,23 @@ def old_indices():
     """Indices of the families, created as the job creates them (through the templates), one
     document each, readable through the family's alias."""
     resources.ensure_index_templates(OPENSEARCH)
-    requests.delete(f"{OPENSEARCH}/{','.join(OURS)}", params={"ignore_unavailable": "true"}, timeout=30)
+    client.indices.delete(index=",".join(OURS), ignore_unavailable=True)
     for index in OURS:
         family = index.rsplit("-", 1)[0]
         field = {"stock-dlq": "received_at", "stock-bars-5m": "window_start"}.get(family, "ts")
         period = index.rsplit("-", 1)[1].replace(".", "-")
         when = f"{period}-01T10:00:00Z" if "-" in period else f"{period}-03-01T10:00:00Z"
-        requests.put(f"{OPENSEARCH}/{index}/_doc/retention-test?refresh=true", json={field: when},
-                     timeout=30).raise_for_status()
+        client.index(index=index, id="retention-test", body={field: when}, refresh=True)
     yield OURS
-    requests.delete(f"{OPENSEARCH}/{','.join(OURS)}", params={"ignore_unavailable": "true"}, timeout=30)
+    client.indices.delete(index=",".join(OURS), ignore_unavailable=True)
 
 
 def existing(names: list[str]) -> list[str]:
-    return [n for n in names if requests.head(f"{OPENSEARCH}/{n}", timeout=10).status_code == 200]
+    return [n for n in names if client.indices.exists(index=n)]
 
 
 def test_expired_indices_are_deleted_and_the_rest_kept(old_indices):
-    aliases = requests.get(f"{OPENSEARCH}/_alias/stock-indicators", timeout=10).json()
+    aliases = client.indices.get_alias(name="stock-indicators")
     assert {"stock-indicators-1999.02", "stock-indicators-1999.04"} <= set(aliases)
 
     result = subprocess.run([sys.executable, "-m", "stack.retention", "--today", TODAY], cwd=ROOT,

@@ -18,12 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from opensearchpy import NotFoundError
 
 from stack import processes, status
 from stack.run_lock import RunLock
 from stack.services import ROOT, Ports, all_services, port_open
 from tests.flink_rest import FlinkRest
-from tests.local_aws import OPENSEARCH_URL, PORTS as SUITE_PORTS, spare_port
+from tests.local_aws import OPENSEARCH_URL, PORTS as SUITE_PORTS, opensearch_client, spare_port
 from tests.pipeline_harness import unique_symbol
 
 RUN_TIMEOUT_S = 300  # services, job and first enriched bars, on a busy 2-core machine
@@ -203,10 +204,9 @@ def test_make_run_beside_the_suite_then_crashed_is_stopped_whole(run_dir):
         assert suite_count() == suite_before, "the run wrote into the test suite's OpenSearch"
         run_before = count(ports.url("opensearch"))
         symbol = unique_symbol("ISO")
-        doc = f"{OPENSEARCH_URL}/stock-indicators-2024.03/_doc/{symbol}%7C2024-03-08T14:30:00Z"
-        requests.put(doc, json={"symbol": symbol, "ts": "2024-03-08T14:30:00Z"}, params={"refresh": "true"},
-                     timeout=10).raise_for_status()
-        requests.delete(doc, timeout=10).raise_for_status()
+        suite, doc = opensearch_client(), {"index": "stock-indicators-2024.03", "id": f"{symbol}|2024-03-08T14:30:00Z"}
+        suite.index(**doc, body={"symbol": symbol, "ts": "2024-03-08T14:30:00Z"}, refresh=True)
+        suite.delete(**doc)
         assert count(ports.url("opensearch"), symbol) == 0
         assert count(ports.url("opensearch")) >= run_before
 
@@ -234,9 +234,12 @@ def test_make_run_beside_the_suite_then_crashed_is_stopped_whole(run_dir):
 
 def count(base: str, symbol: str | None = None) -> int:
     query = {"query": {"term": {"symbol": symbol}}} if symbol else None
-    requests.post(f"{base}/stock-indicators/_refresh", timeout=10)
-    response = requests.post(f"{base}/stock-indicators/_count", json=query, timeout=10)
-    return 0 if response.status_code == 404 else response.json()["count"]
+    client = opensearch_client(base, timeout_s=10)
+    try:
+        client.indices.refresh(index="stock-indicators")
+        return client.count(index="stock-indicators", body=query)["count"]
+    except NotFoundError:
+        return 0
 
 
 def suite_count() -> int:

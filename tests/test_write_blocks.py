@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import requests
 
 from flink_job.config import OpenSearchConfig
 from flink_job.write_blocks import blocked_indices, report_write_blocks
 from stack import resources
 from tests.flink_rest import free_port
 from tests.local_aws import OPENSEARCH_URL as OPENSEARCH
+from tests.local_aws import opensearch_client
 
 INDEX = "stock-indicators-1997.01"
 FAMILIES = ["stock-indicators", "stock-signals"]
@@ -23,12 +23,12 @@ FAMILIES = ["stock-indicators", "stock-signals"]
 @pytest.fixture
 def write_blocked_index():
     resources.ensure_index_templates(OPENSEARCH)
-    requests.put(f"{OPENSEARCH}/{INDEX}/_doc/write-block-test?refresh=true",
-                 json={"symbol": "WB", "ts": "1997-01-02T15:00:00Z"}, timeout=30).raise_for_status()
-    requests.put(f"{OPENSEARCH}/{INDEX}/_settings", json={"index.blocks.write": True}, timeout=30).raise_for_status()
+    client = opensearch_client()
+    client.index(index=INDEX, id="write-block-test", body={"symbol": "WB", "ts": "1997-01-02T15:00:00Z"}, refresh=True)
+    client.indices.put_settings(index=INDEX, body={"index.blocks.write": True})
     yield INDEX
-    requests.put(f"{OPENSEARCH}/{INDEX}/_settings", json={"index.blocks.write": None}, timeout=30)
-    requests.delete(f"{OPENSEARCH}/{INDEX}", timeout=30)
+    client.indices.put_settings(index=INDEX, body={"index.blocks.write": None}, ignore=404)
+    client.indices.delete(index=INDEX, ignore=404)
 
 
 def logged(capsys) -> list[dict]:
@@ -45,8 +45,7 @@ def test_a_write_blocked_index_is_named_with_its_block_and_what_to_do(write_bloc
     assert line["indices"][write_blocked_index] == ["index.blocks.write"]
     assert "nothing is lost" in line["action"] and "index.blocks.write" in line["action"]
 
-    requests.put(f"{OPENSEARCH}/{write_blocked_index}/_settings", json={"index.blocks.write": None},
-                 timeout=30).raise_for_status()
+    opensearch_client().indices.put_settings(index=write_blocked_index, body={"index.blocks.write": None})
     assert write_blocked_index not in blocked_indices(config, FAMILIES)
 
 

@@ -7,11 +7,15 @@ has not written anything), not an error.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import requests
+from opensearchpy import NotFoundError, OpenSearch, OpenSearchException, TransportError
+from urllib3 import Timeout
 
 log = logging.getLogger(__name__)
+# Failures are logged below, with what the dashboard was doing; the client's own line for each one
+# (with a traceback) would repeat them on every poll of every open page while OpenSearch is down.
+logging.getLogger("opensearch").setLevel(logging.ERROR)
 
 INDICATORS = "stock-indicators"
 SIGNALS = "stock-signals"
@@ -34,31 +38,37 @@ class Reader:
     base_url: str
     index_prefix: str = ""
     timeout_s: tuple[float, float] = (1.0, 5.0)  # (connect, read): a dead cluster shows up quickly
+    client: OpenSearch = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One attempt per request: the page polls again anyway, and a dead cluster shows up at once.
+        client = OpenSearch(hosts=[self.base_url], timeout=Timeout(connect=self.timeout_s[0], read=self.timeout_s[1]),
+                            max_retries=0)
+        object.__setattr__(self, "client", client)
 
     def _search(self, index: str, body: dict) -> dict | None:
         """The search response, or None when the index does not exist yet."""
-        url = f"{self.base_url.rstrip('/')}/{self.index_prefix}{index}/_search"
+        name = f"{self.index_prefix}{index}"
         try:
-            response = requests.post(url, json=body, timeout=self.timeout_s)
-        except requests.RequestException as err:
-            log.warning("OpenSearch request to %s failed: %s", url, err)
-            raise OpenSearchUnavailable("OpenSearch is unreachable") from None
-        if response.status_code == 404 and "index_not_found" in response.text:
-            return None
-        if response.status_code >= 300:
-            log.warning("OpenSearch answered %s to %s: %s", response.status_code, url, response.text[:500])
-            raise OpenSearchUnavailable(f"OpenSearch answered HTTP {response.status_code}")
-        return response.json()
+            return self.client.search(index=name, body=body)
+        except NotFoundError as err:
+            if err.error == "index_not_found_exception":
+                return None
+            log.warning("OpenSearch answered 404 to a search of %s: %s", name, str(err.info)[:500])
+            raise OpenSearchUnavailable("OpenSearch answered HTTP 404") from None
+        except TransportError as err:
+            if not isinstance(err.status_code, int):  # nothing answered (its ConnectionError)
+                log.warning("OpenSearch search of %s at %s failed: %s", name, self.base_url, err)
+                raise OpenSearchUnavailable("OpenSearch is unreachable") from None
+            log.warning("OpenSearch answered %s to a search of %s: %s", err.status_code, name, str(err.info)[:500])
+            raise OpenSearchUnavailable(f"OpenSearch answered HTTP {err.status_code}") from None
 
     def health(self) -> str:
         """The cluster status (green, yellow or red)."""
-        url = f"{self.base_url.rstrip('/')}/_cluster/health"
         try:
-            response = requests.get(url, timeout=self.timeout_s)
-            response.raise_for_status()
-            return response.json()["status"]
-        except (requests.RequestException, ValueError, KeyError) as err:
-            log.warning("OpenSearch health check at %s failed: %s", url, err)
+            return self.client.cluster.health()["status"]
+        except (OpenSearchException, KeyError, TypeError) as err:  # unreachable, refused, or not JSON
+            log.warning("OpenSearch health check at %s failed: %s", self.base_url, err)
             raise OpenSearchUnavailable("OpenSearch is unreachable") from None
 
     def symbols(self) -> list[dict]:
