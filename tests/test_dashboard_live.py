@@ -368,3 +368,27 @@ def test_the_api_is_read_only_validates_its_input_and_answers_json(series, backe
         assert response.headers["Content-Type"] == "application/json" and response.json()["error"]
     refused = requests.post(url + "api/bars", timeout=10)
     assert refused.status_code == 405 and refused.headers["Allow"] == "GET"
+
+
+def test_each_symbols_freshness_is_shown_beside_the_picker(page, series, backend_factory):
+    """Stale (the fixture's bars are from the last weekday), live (a bar that ended a minute ago) and
+    replay (sample data put by the replay) as the page shows them."""
+    symbol, bars = series
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    live, replay = unique_symbol("LIV"), unique_symbol("RPL")
+    recent = dict(bars[0], symbol=live, ts=(now - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"), signals=[])
+    replayed = dict(bars[0], symbol=replay, source="replay", signals=[])
+    bulk_index([recent, replayed])
+    backend = backend_factory()
+    try:
+        for name, state_, label in ((symbol, "stale", "stale since "), (live, "live", "live"),
+                                    (replay, "replay", "replay of sample data")):
+            page.goto(f"{backend.url}?symbol={name}")
+            badge = page.locator("#freshness")
+            page.wait_for_function("([s]) => document.querySelector('#freshness').dataset.state === s",
+                                   arg=[state_], timeout=WAIT_MS)
+            assert badge.inner_text().startswith(label), (name, badge.inner_text())
+            assert badge.is_visible()
+    finally:
+        unindex([recent, replayed])
+    assert page.problems == []

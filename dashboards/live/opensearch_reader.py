@@ -72,16 +72,22 @@ class Reader:
             raise OpenSearchUnavailable("OpenSearch is unreachable") from None
 
     def symbols(self) -> list[dict]:
-        """Every symbol with enriched bars: how many, and the time of the latest."""
+        """Every symbol with enriched bars: how many, and the time and source of the latest."""
         response = self._search(INDICATORS, {
             "size": 0,
             "aggs": {"symbols": {"terms": {"field": "symbol", "size": MAX_SYMBOLS, "order": {"_key": "asc"}},
-                                 "aggs": {"last": {"max": {"field": "ts"}}}}},
+                                 "aggs": {"last": {"top_hits": {"size": 1, "sort": [{"ts": "desc"}],
+                                                                "_source": ["ts", "source"]}}}}},
         })
         if response is None:
             return []
-        return [{"symbol": b["key"], "bars": b["doc_count"], "last_ts": b["last"].get("value_as_string")}
-                for b in response["aggregations"]["symbols"]["buckets"]]
+        out = []
+        for bucket in response["aggregations"]["symbols"]["buckets"]:
+            hits = bucket["last"]["hits"]["hits"]
+            latest = hits[0]["_source"] if hits else {}
+            out.append({"symbol": bucket["key"], "bars": bucket["doc_count"], "last_ts": latest.get("ts"),
+                        "last_source": latest.get("source")})
+        return out
 
     def bars(self, symbol: str, limit: int, after_ms: int | None) -> list[dict]:
         """Enriched bars in time order: the latest ``limit``, or with ``after_ms`` the first ``limit``
