@@ -71,7 +71,8 @@ class AlertPipeline:
                       detail=err.detail, data=data[:200].decode("utf-8", "replace"))
             return
         for signal in parsed.signals:
-            rule = self.rules.match(parsed.symbol, signal.type, signal.direction, signal.value)
+            rule = self.rules.match(parsed.symbol, signal.type, signal.direction, signal.value, signal.detail,
+                                    signal.timeframe)
             if rule is None:
                 counts["not_matched"] += 1
                 continue
@@ -103,4 +104,4 @@ class AlertPipeline:
 
 def _alert(record: SignalRecord, signal, rule: Rule) -> Alert:
     return Alert(record.symbol, record.ts, record.ts_ms, signal.type, signal.direction, signal.value,
-                 signal.detail, record.close, rule.name)
+                 signal.detail, record.close, rule.name, signal.timeframe)

@@ -26,14 +26,28 @@ class Alert:
     detail: str
     close: float | None
     rule: str
+    timeframe: str = "1m"
+
+    @property
+    def signal(self) -> str:
+        """Tells a bar's signals apart, as the ``signal`` field of ``stock-signals`` does: the type of
+        a 1-minute signal, then the pattern's name or the candle length."""
+        if self.type == "candle_pattern":
+            return f"{self.type}:{self.detail}"
+        return self.type if self.timeframe == "1m" else f"{self.type}:{self.timeframe}"
 
     @property
     def id(self) -> str:
         """The signal id, as in the ``stock-signals`` index: one alert per id."""
-        return f"{self.symbol}|{self.ts}|{self.type}"
+        return f"{self.symbol}|{self.ts}|{self.signal}"
 
     def headline(self) -> str:
-        """What happened, without the time: "golden cross: SMA 20 above SMA 50"."""
+        """What happened, without the time: "golden cross: SMA 20 above SMA 50"; a signal on 5- or
+        15-minute candles starts with the length."""
+        what = self._what()
+        return what if self.timeframe == "1m" else f"{self.timeframe} candles: {what}"
+
+    def _what(self) -> str:
         up = self.direction == "up"
         value = self.value
         match self.type:
@@ -50,6 +64,9 @@ class Alert:
                 return f"volume spike: {_fixed(value, 1)} standard deviations above the last 20 bars"
             case "price_anomaly":
                 return f"price {'jump' if up else 'drop'}: a {_fixed(value, 1)} sigma move"
+            case "candle_pattern":
+                name = self.detail.removeprefix("CDL").lower()
+                return f"{'bullish' if up else 'bearish'} candlestick pattern {name} ({self.detail})"
             case "trend_change":
                 before = self.detail.split("->")[0] if "->" in self.detail else "?"
                 return f"trend turned {self.direction} (was {before})"

@@ -1,7 +1,8 @@
 """An enriched record from ``stock_sma_stream`` into what alerts need: the bar and its signals.
 
 The record contract is the job's (README, "What the job emits"): one JSON object per record with
-the bar's fields, the indicators and ``signals``, a list of ``{type, direction, value, detail}``.
+the bar's fields, the indicators and ``signals``, a list of ``{type, direction, value, detail,
+timeframe}`` (``timeframe`` came later: a record without it is of 1-minute signals).
 Anything that does not fit is ``Malformed`` with a reason; the caller logs it and moves on.
 """
 
@@ -31,6 +32,7 @@ class Signal:
     direction: str
     value: float | None
     detail: str
+    timeframe: str = "1m"  # the candle length it was found on: 1m, 5m or 15m
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,6 @@ def _signal(raw: object) -> Signal:
     value = raw.get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         value = None
-    detail = raw.get("detail")
+    detail, timeframe = raw.get("detail"), raw.get("timeframe")
     return Signal(raw["type"], raw["direction"], None if value is None else float(value),
-                  detail if isinstance(detail, str) else "")
+                  detail if isinstance(detail, str) else "", timeframe if isinstance(timeframe, str) else "1m")

@@ -4,12 +4,18 @@ One JSON document (``ALERTS_RULES``, inline or a file path)::
 
     {"rules": [
         {"name": "golden and death crosses", "types": ["sma_cross"], "cooldown_minutes": 60},
-        {"name": "big volume", "types": ["volume_spike"], "symbols": ["IBM"], "min_strength": 5}
+        {"name": "big volume", "types": ["volume_spike"], "symbols": ["IBM"], "min_strength": 5},
+        {"name": "bullish engulfing", "types": ["candle_pattern"], "patterns": ["CDLENGULFING"],
+         "directions": ["up"]},
+        {"name": "15-minute MACD", "types": ["macd_cross"], "timeframes": ["15m"]}
     ]}
+
+``patterns`` (TA-Lib function names, with ``candle_pattern`` only) and ``timeframes`` (``1m``, ``5m``,
+``15m``) narrow a rule further; left out, a rule takes every pattern and every timeframe.
 
 A signal alerts under the first rule that matches its symbol, type and direction and whose
 ``min_strength`` its strength reaches. The rule's ``cooldown_minutes`` then keeps further alerts of
-the same (symbol, type) quiet for that long in bar time. Pure: no I/O besides reading the file.
+the same (symbol, signal) quiet for that long in bar time. Pure: no I/O besides reading the file.
 """
 
 from __future__ import annotations
@@ -27,9 +33,16 @@ SYMBOL = re.compile(r"^[A-Z0-9.\-]{1,12}$")  # the bar contract's symbol
 DIRECTIONS: dict[str, tuple[str, ...]] = {
     "sma_cross": ("up", "down"), "macd_cross": ("up", "down"), "rsi_zone": ("up", "down"),
     "bb_breakout": ("up", "down"), "volume_spike": ("up",), "price_anomaly": ("up", "down"),
-    "trend_change": ("up", "down", "flat"),
+    "trend_change": ("up", "down", "flat"), "candle_pattern": ("up", "down"),
 }
-RULE_KEYS = {"name", "types", "symbols", "directions", "min_strength", "cooldown_minutes"}
+TIMEFRAMES = ("1m", "5m", "15m")
+# The candlestick patterns the job computes (flink_job/core/patterns.py, PATTERN_NAMES).
+PATTERNS = frozenset({
+    "CDLDOJI", "CDLDRAGONFLYDOJI", "CDLGRAVESTONEDOJI", "CDLHAMMER", "CDLHANGINGMAN", "CDLINVERTEDHAMMER",
+    "CDLSHOOTINGSTAR", "CDLMARUBOZU", "CDLENGULFING", "CDLHARAMI", "CDLPIERCING", "CDLDARKCLOUDCOVER",
+    "CDLMORNINGSTAR", "CDLEVENINGSTAR", "CDL3WHITESOLDIERS", "CDL3BLACKCROWS",
+})
+RULE_KEYS = {"name", "types", "symbols", "directions", "min_strength", "cooldown_minutes", "patterns", "timeframes"}
 
 
 class RuleError(ValueError):
@@ -44,11 +57,16 @@ class Rule:
     directions: frozenset[str] | None = None  # None: every direction
     min_strength: float = 0.0
     cooldown_ms: int = 0
+    patterns: frozenset[str] | None = None  # None: every candlestick pattern
+    timeframes: frozenset[str] | None = None  # None: every candle length
 
-    def matches(self, symbol: str, signal_type: str, direction: str, strength: float | None) -> bool:
+    def matches(self, symbol: str, signal_type: str, direction: str, strength: float | None,
+                detail: str = "", timeframe: str = "1m") -> bool:
         return (signal_type in self.types
                 and (self.symbols is None or symbol in self.symbols)
                 and (self.directions is None or direction in self.directions)
+                and (self.patterns is None or signal_type != "candle_pattern" or detail in self.patterns)
+                and (self.timeframes is None or timeframe in self.timeframes)
                 and (self.min_strength <= 0 or (strength is not None and strength >= self.min_strength)))
 
 
@@ -64,10 +82,12 @@ def strength(value: float | None) -> float | None:
 class RuleSet:
     rules: tuple[Rule, ...]
 
-    def match(self, symbol: str, signal_type: str, direction: str, value: float | None) -> Rule | None:
+    def match(self, symbol: str, signal_type: str, direction: str, value: float | None, detail: str = "",
+              timeframe: str = "1m") -> Rule | None:
         """The first rule under which this signal alerts, or None."""
         level = strength(value)
-        return next((r for r in self.rules if r.matches(symbol, signal_type, direction, level)), None)
+        return next((r for r in self.rules if r.matches(symbol, signal_type, direction, level, detail, timeframe)),
+                    None)
 
 
 def load_rules(value: str | None) -> RuleSet:
@@ -128,8 +148,17 @@ def _rule(raw: Any, where: str) -> Rule:
         if bad := sorted(directions - possible):
             raise RuleError(f"{where}: direction(s) {bad} never occur for {sorted(types)}; "
                             f"possible: {sorted(possible)}")
+    patterns = _names(raw, "patterns", where)
+    if patterns is not None:
+        if "candle_pattern" not in types:
+            raise RuleError(f"{where}: 'patterns' needs the type candle_pattern in 'types'")
+        if bad := sorted(patterns - PATTERNS):
+            raise RuleError(f"{where}: unknown candlestick pattern(s) {bad}; known: {sorted(PATTERNS)}")
+    timeframes = _names(raw, "timeframes", where)
+    if timeframes is not None and (bad := sorted(timeframes - set(TIMEFRAMES))):
+        raise RuleError(f"{where}: unknown timeframe(s) {bad}; known: {list(TIMEFRAMES)}")
     return Rule(name.strip(), types, symbols, directions, _number(raw, "min_strength", where),
-                round(_number(raw, "cooldown_minutes", where) * 60_000))
+                round(_number(raw, "cooldown_minutes", where) * 60_000), patterns, timeframes)
 
 
 def _names(raw: dict, key: str, where: str, required: bool = False) -> frozenset[str] | None:

@@ -5,7 +5,8 @@ Items:
 - ``alert|IBM|2024-03-08T14:31:00Z|sma_cross``: one per signal that passed the rules. ``status`` is
   ``pending`` while one invocation holds it (``lease_owner``, ``lease_until``), then ``sent`` (with
   the alert's fields, for people and the local dashboard) or ``suppressed`` (cooldown).
-- ``cooldown|IBM|sma_cross``: ``last_ms``, the bar time of the last alert of that symbol and type.
+- ``cooldown|IBM|sma_cross``: ``last_ms``, the bar time of the last alert of that symbol and signal
+  (the type; for a candlestick pattern or a candle signal also its name or length, ``Alert.signal``).
 
 Protocol per signal: claim the alert item with a conditional put (it must not exist, or be pending
 under an expired lease: its owner died), take the cooldown with a conditional update, publish, then
@@ -103,7 +104,7 @@ class AlertStore:
         """(taken, the previous last_ms): taken if no alert of the symbol and type was sent in the
         ``cooldown_ms`` of bar time before this one."""
         response = self._conditional(
-            self.client.update_item, Key={"id": {"S": f"cooldown|{alert.symbol}|{alert.type}"}},
+            self.client.update_item, Key={"id": {"S": f"cooldown|{alert.symbol}|{alert.signal}"}},
             UpdateExpression="SET last_ms = :ts, expires_at = :exp",
             ConditionExpression="attribute_not_exists(last_ms) OR last_ms <= :cutoff",
             ExpressionAttributeValues={":ts": _n(alert.ts_ms), ":exp": self._expires(now_ms),
@@ -116,7 +117,7 @@ class AlertStore:
 
     def give_back_cooldown(self, alert: Alert, previous: int | None) -> None:
         """Undo ``take_cooldown`` after a failed publish, unless someone moved it since."""
-        key = {"id": {"S": f"cooldown|{alert.symbol}|{alert.type}"}}
+        key = {"id": {"S": f"cooldown|{alert.symbol}|{alert.signal}"}}
         mine = {":mine": _n(alert.ts_ms)}
         if previous is None:
             self._conditional(self.client.delete_item, Key=key, ConditionExpression="last_ms = :mine",

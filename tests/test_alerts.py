@@ -187,6 +187,12 @@ def test_rules_pick_symbols_types_directions_and_strength_and_the_cooldown_keeps
     ('{"rules": [{"name": "x", "types": ["sma_cross"]}, {"name": "x", "types": ["rsi_zone"]}]}',
      "rule 'x': another rule has the same name"),
     ('{"rules": []}', "the rules list is empty"),
+    ('{"rules": [{"name": "p", "types": ["sma_cross"], "patterns": ["CDLENGULFING"]}]}',
+     "rule #1 'p': 'patterns' needs the type candle_pattern"),
+    ('{"rules": [{"name": "p", "types": ["candle_pattern"], "patterns": ["CDLENGULF"]}]}',
+     "rule #1 'p': unknown candlestick pattern(s) ['CDLENGULF']"),
+    ('{"rules": [{"name": "t", "types": ["macd_cross"], "timeframes": ["1h"]}]}',
+     "rule #1 't': unknown timeframe(s) ['1h']"),
     ('{"rules": [', "not JSON"),
 ])
 def test_a_rule_file_with_errors_is_refused_naming_the_rule(tmp_path, rules, message):
@@ -195,6 +201,46 @@ def test_a_rule_file_with_errors_is_refused_naming_the_rule(tmp_path, rules, mes
     with pytest.raises(RuleError) as err:
         load_rules(str(path))
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_rules_pick_candlestick_patterns_by_name_and_direction_and_candle_signals_by_timeframe():
+    rules = parse_rules(json.dumps({"rules": [
+        {"name": "bullish engulfing", "types": ["candle_pattern"], "patterns": ["CDLENGULFING"], "directions": ["up"]},
+        {"name": "15-minute MACD", "types": ["macd_cross"], "timeframes": ["15m"]},
+        {"name": "any star", "types": ["candle_pattern"]},
+    ]}))
+
+    def rule(type_, direction, detail, timeframe="1m"):
+        found = rules.match("IBM", type_, direction, 100.0, detail, timeframe)
+        return found and found.name
+
+    assert rule("candle_pattern", "up", "CDLENGULFING") == "bullish engulfing"
+    assert rule("candle_pattern", "down", "CDLENGULFING") == "any star"
+    assert rule("candle_pattern", "up", "CDLMORNINGSTAR") == "any star"
+    assert rule("macd_cross", "up", "bullish", "15m") == "15-minute MACD"
+    assert rule("macd_cross", "up", "bullish", "5m") is None and rule("macd_cross", "up", "bullish") is None
+
+
+def test_the_rules_know_every_pattern_the_job_computes():
+    from alerts.rules import PATTERNS
+    from flink_job.core.patterns import PATTERN_NAMES
+
+    assert PATTERNS == set(PATTERN_NAMES)
+
+
+def test_pattern_and_candle_alerts_have_ids_of_their_own_and_say_what_they_are():
+    engulfing = Alert("IBM", "2024-03-08T15:31:00Z", 1709911860000, "candle_pattern", "up", 100.0, "CDLENGULFING",
+                      171.4, "patterns")
+    morning = Alert("IBM", "2024-03-08T15:31:00Z", 1709911860000, "candle_pattern", "up", 100.0, "CDLMORNINGSTAR",
+                    171.4, "patterns")
+    macd_5m = Alert("IBM", "2024-03-08T15:31:00Z", 1709911860000, "macd_cross", "up", 0.1, "bullish", 171.4, "macd",
+                    "5m")
+    assert [engulfing.id, morning.id, macd_5m.id] == [
+        "IBM|2024-03-08T15:31:00Z|candle_pattern:CDLENGULFING", "IBM|2024-03-08T15:31:00Z|candle_pattern:CDLMORNINGSTAR",
+        "IBM|2024-03-08T15:31:00Z|macd_cross:5m"]
+    assert engulfing.headline() == "bullish candlestick pattern engulfing (CDLENGULFING)"
+    assert macd_5m.headline().startswith("5m candles: MACD bullish cross")
+    assert GOLDEN.id == "IBM|2024-03-08T15:31:00Z|sma_cross", "1-minute ids as before"
 
 
 def test_the_runner_refuses_to_start_with_a_bad_rule_file(tmp_path):
