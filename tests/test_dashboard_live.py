@@ -42,6 +42,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = os.environ.get("DASHBOARD_SCREENSHOT")
 CANDLES = 150
+PATTERN_BAR = 40  # the bar of the series that carries a candlestick pattern
 WAIT_MS = 10_000  # generous for slow machines; every wait ends as soon as the DOM condition holds
 
 
@@ -64,7 +65,13 @@ def enriched_series(symbol: str) -> list[dict]:
     # A window of moving prices (the generator also makes flat runs) followed by a bar with signals
     end = next(i for i in regular[CANDLES:] if records[i]["signals"] and records[i - CANDLES]["session"] == "regular"
                and all(r["high"] > r["low"] for r in records[i - CANDLES:i]))
-    return [{k: v for k, v in r.items() if k in mapped} for r in records[end - CANDLES:end + 1]]
+    chosen = [{k: v for k, v in r.items() if k in mapped} for r in records[end - CANDLES:end + 1]]
+    # A candlestick pattern that is a signal, on a bar the page draws from the start.
+    marked = chosen[PATTERN_BAR]
+    marked["patterns"] = {"CDLENGULFING": 100, "CDLDOJI": 100}
+    marked["signals"] = [*marked["signals"], {"type": "candle_pattern", "direction": "up", "value": 100.0,
+                                              "detail": "CDLENGULFING", "timeframe": "1m"}]
+    return chosen
 
 
 def bulk_index(docs: list[dict]) -> None:
@@ -75,7 +82,7 @@ def bulk_index(docs: list[dict]) -> None:
         lines += [{"index": {"_index": INDICATORS.index_for(doc["ts"]), "_id": f"{doc['symbol']}|{doc['ts']}"}}, doc]
         for signal in doc["signals"]:
             lines += [{"index": {"_index": SIGNALS.index_for(doc["ts"]),
-                                 "_id": f"{doc['symbol']}|{doc['ts']}|{signal['type']}"}},
+                                 "_id": f"{doc['symbol']}|{doc['ts']}|{signal_key(signal)}"}},
                       {"symbol": doc["symbol"], "ts": doc["ts"], **signal}]
     send_bulk(lines)
 
@@ -85,9 +92,36 @@ def unindex(docs: list[dict]) -> None:
     lines = []
     for doc in docs:
         lines.append({"delete": {"_index": INDICATORS.index_for(doc["ts"]), "_id": f"{doc['symbol']}|{doc['ts']}"}})
-        lines += [{"delete": {"_index": SIGNALS.index_for(doc["ts"]), "_id": f"{doc['symbol']}|{doc['ts']}|{s['type']}"}}
-                  for s in doc["signals"]]
+        lines += [{"delete": {"_index": SIGNALS.index_for(doc["ts"]),
+                              "_id": f"{doc['symbol']}|{doc['ts']}|{signal_key(s)}"}} for s in doc["signals"]]
     send_bulk(lines)
+
+
+def signal_key(signal: dict) -> str:
+    """The last part of a signal's document id, as the job makes it (schema.SIGNAL_KEY_SQL)."""
+    if signal["type"] == "candle_pattern":
+        return f"candle_pattern:{signal['detail']}"
+    timeframe = signal.get("timeframe", "1m")
+    return signal["type"] if timeframe == "1m" else f"{signal['type']}:{timeframe}"
+
+
+def five_minute_candles(bars: list[dict]) -> list[dict]:
+    """The bars' 5-minute candles as the job's rollup documents: OHLCV, final ones with an RSI."""
+    windows: dict[str, list[dict]] = {}
+    for bar in bars:
+        start = datetime.fromisoformat(bar["ts"].replace("Z", "+00:00"))
+        start -= timedelta(minutes=start.minute % 5)
+        windows.setdefault(start.strftime("%Y-%m-%dT%H:%M:%SZ"), []).append(bar)
+    candles = []
+    for i, (start, group) in enumerate(sorted(windows.items())):
+        last = i == len(windows) - 1
+        candles.append({"symbol": group[0]["symbol"], "window_start": start,
+                        "window_end": (datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(minutes=5))
+                        .strftime("%Y-%m-%dT%H:%M:%SZ"), "timeframe": "5m", "open": group[0]["open"],
+                        "high": max(b["high"] for b in group), "low": min(b["low"] for b in group),
+                        "close": group[-1]["close"], "volume": sum(b["volume"] for b in group),
+                        "bar_count": len(group), "provisional": last, "rsi_14": None if last else 40.0 + i % 20})
+    return candles
 
 
 def send_bulk(lines: list[dict]) -> None:
@@ -391,4 +425,37 @@ def test_each_symbols_freshness_is_shown_beside_the_picker(page, series, backend
             assert badge.is_visible()
     finally:
         unindex([recent, replayed])
+    assert page.problems == []
+
+
+def test_the_timeframe_switch_redraws_candles_and_indicators_at_that_length(page, series, backend_factory):
+    symbol, bars = series
+    candles = five_minute_candles(bars[:-1])
+    family = BY_NAME["stock-bars-5m"]
+    send_bulk([line for c in candles for line in (
+        {"index": {"_index": family.index_for(c["window_start"]), "_id": f"{symbol}|{c['window_start']}"}}, c)])
+    backend = backend_factory()
+    try:
+        page.goto(f"{backend.url}?symbol={symbol}")
+        wait_state(page, "(s, n) => s.status === 'ok' && s.candles === n", CANDLES)
+        assert state(page)["patternMarkers"] == 1, "the bar's candlestick pattern is marked"
+        page.locator("#timeframe button[data-timeframe='5m']").click()
+        wait_state(page, "(s, n) => s.timeframe === '5m' && s.status === 'ok' && s.candles === n", len(candles))
+        assert page.locator("#legend-candles").inner_text() == "5-min candles"
+        assert page.locator("#timeframe button[aria-pressed='true']").inner_text() == "5m"
+        assert "timeframe=5m" in page.url
+        last_final = candles[-2]
+        assert state(page)["lastBarTime"] == int(datetime.fromisoformat(
+            candles[-1]["window_start"].replace("Z", "+00:00")).timestamp())
+        indicators = dict(zip(page.locator("#indicators dt").all_inner_texts(),
+                              page.locator("#indicators dd").all_inner_texts()))
+        assert indicators["Close"] == f"{candles[-1]['close']:,.2f}" and indicators["RSI 14"] == "—", \
+            "the open candle is provisional: no indicators yet"
+        assert last_final["rsi_14"] is not None
+        page.locator("#timeframe button[data-timeframe='1m']").click()
+        wait_state(page, "(s, n) => s.timeframe === '1m' && s.candles === n", CANDLES)
+        assert page.locator("#legend-candles").inner_text() == "1-min candles"
+    finally:
+        send_bulk([{"delete": {"_index": family.index_for(c["window_start"]), "_id": f"{symbol}|{c['window_start']}"}}
+                   for c in candles])
     assert page.problems == []

@@ -23,9 +23,15 @@ SIGNALS = "stock-signals"
 BAR_FIELDS = (
     "symbol", "ts", "open", "high", "low", "close", "volume", "session", "return_1", "volume_z_20",
     "sma_5", "sma_20", "sma_50", "ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "rsi_14",
-    "bb_upper", "bb_middle", "bb_lower", "vwap", "trend", "signals",
+    "bb_upper", "bb_middle", "bb_lower", "vwap", "trend", "patterns", "signals",
 )
-SIGNAL_FIELDS = ("symbol", "ts", "type", "direction", "value", "detail")
+SIGNAL_FIELDS = ("symbol", "ts", "type", "direction", "value", "detail", "timeframe")
+# The 5- and 15-minute candles: the rollup indices, their time field, and what the chart draws.
+CANDLE_INDICES = {"5m": "stock-bars-5m", "15m": "stock-bars-15m"}
+CANDLE_FIELDS = (
+    "symbol", "window_start", "open", "high", "low", "close", "volume", "vwap", "provisional", "sma_20",
+    "ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "rsi_14", "bb_upper", "bb_middle", "bb_lower",
+)
 MAX_SYMBOLS = 1000
 
 
@@ -101,6 +107,21 @@ class Reader:
         hits = [] if response is None else response["hits"]["hits"]
         bars = [dict(hit["_source"], time=hit["sort"][0] // 1000) for hit in hits]
         return bars if after_ms is not None else bars[::-1]
+
+    def candles(self, symbol: str, timeframe: str, limit: int, after_ms: int | None) -> list[dict]:
+        """The symbol's 5- or 15-minute candles in time order, as ``bars`` gives the 1-minute ones
+        (``ts`` and ``time`` are the window's start): final ones with their indicators, the open one
+        ``provisional`` without."""
+        query: dict = {"bool": {"filter": [{"term": {"symbol": symbol}}]}}
+        if after_ms is not None:
+            query["bool"]["filter"].append({"range": {"window_start": {"gte": after_ms, "format": "epoch_millis"}}})
+        order = "desc" if after_ms is None else "asc"
+        response = self._search(CANDLE_INDICES[timeframe], {
+            "size": limit, "query": query, "sort": [{"window_start": order}], "_source": list(CANDLE_FIELDS)})
+        hits = [] if response is None else response["hits"]["hits"]
+        candles = [dict(hit["_source"], ts=hit["_source"]["window_start"], time=hit["sort"][0] // 1000)
+                   for hit in hits]
+        return candles if after_ms is not None else candles[::-1]
 
     def signals(self, limit: int, since_ms: int | None, symbol: str | None) -> list[dict]:
         """Signals across symbols (or of one), newest first; ``since_ms`` is inclusive."""

@@ -61,3 +61,14 @@ def timestamp(query: dict[str, list[str]], name: str) -> int | None:
         else:
             return int(parsed.astimezone(timezone.utc).timestamp() * 1000)
     raise BadRequest(f"'{name}' must be epoch milliseconds or ISO-8601 UTC, e.g. 2024-03-08T14:31:00Z")
+
+
+TIMEFRAMES = ("1m", "5m", "15m")
+
+
+def timeframe(query: dict[str, list[str]]) -> str:
+    """The candle length to read: 1m (the enriched bars, the default), 5m or 15m (the rollups)."""
+    value = single(query, "timeframe") or "1m"
+    if value not in TIMEFRAMES:
+        raise BadRequest(f"'timeframe' must be one of {', '.join(TIMEFRAMES)}")
+    return value

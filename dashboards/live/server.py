@@ -9,7 +9,9 @@ questions below. API (GET, JSON; errors are ``{"error": "..."}`` with a 4xx/5xx 
 
     /api/health                                   OpenSearch reachable? 200 or 503
     /api/symbols                                  symbols with enriched bars, each with its freshness
-    /api/bars?symbol=IBM[&limit=N][&after=T]      enriched bars in time order (latest N, or from T on)
+    /api/bars?symbol=IBM[&limit=N][&after=T][&timeframe=1m|5m|15m]
+                                                  enriched bars (1m) or candles (5m, 15m) in time order
+                                                  (latest N, or from T on)
     /api/signals[?symbol=IBM][&since=T][&limit=N] signals, newest first (from T on)
     /api/alerts[?since=T][&limit=N]               alerts sent (``python -m alerts``), newest first
 
@@ -113,7 +115,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
         symbol = params.symbol(query)
         limit = params.limit(query, BARS_DEFAULT_LIMIT)
         after = params.timestamp(query, "after")
-        return {"symbol": symbol, "bars": self.reader.bars(symbol, limit, after)}
+        timeframe = params.timeframe(query)
+        if timeframe == "1m":
+            return {"symbol": symbol, "timeframe": timeframe, "bars": self.reader.bars(symbol, limit, after)}
+        return {"symbol": symbol, "timeframe": timeframe,
+                "bars": self.reader.candles(symbol, timeframe, limit, after)}
 
     def signals(self, query: dict) -> dict:
         symbol = params.symbol(query, required=False)

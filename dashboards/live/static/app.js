@@ -27,8 +27,10 @@
     status: 'loading', // loading | ok | empty | error
     error: null,
     symbol: null,
+    timeframe: '1m', // 1m (enriched bars) | 5m | 15m (final and open candles with their indicators)
     symbols: [],
     candles: 0,
+    patternMarkers: 0, // candlestick patterns marked on the chart
     lastBarTime: null, // epoch seconds of the latest bar drawn
     feed: 0, // signals listed in the feed
     alerts: 0, // alerts listed in the alerts feed
@@ -152,21 +154,37 @@
     volume_spike: { text: 'V', shape: 'circle' },
     price_anomaly: { text: '!', shape: 'square' },
   };
+  // Candlestick patterns that are signals (Analytics.signal_patterns): a short name on the bar.
+  const PATTERN_LABELS = {
+    CDLENGULFING: 'Engulf', CDLPIERCING: 'Pierce', CDLDARKCLOUDCOVER: 'DkCloud', CDLMORNINGSTAR: 'MStar',
+    CDLEVENINGSTAR: 'EStar', CDL3WHITESOLDIERS: '3WS', CDL3BLACKCROWS: '3BC', CDLHAMMER: 'Hammer',
+    CDLSHOOTINGSTAR: 'SStar', CDLDOJI: 'Doji', CDLHARAMI: 'Harami', CDLMARUBOZU: 'Maru',
+  };
+  const patternLabel = (name) => PATTERN_LABELS[name] || name.replace(/^CDL/, '');
 
   function markersOf(bar) {
     return (bar.signals || []).map((s) => {
+      if (s.type === 'candle_pattern') {
+        const up = s.direction === 'up';
+        return {
+          time: bar.time, position: up ? 'belowBar' : 'aboveBar', shape: 'square', color: up ? '#7bd88f' : '#ff8a80',
+          text: patternLabel(s.detail), id: 'pattern',
+        };
+      }
       if (s.type === 'trend_change') {
         // Frequent and minor: a small dot, no label.
         return { time: bar.time, position: 'inBar', shape: 'circle', color: dirColor(s.direction), size: 0.4 };
       }
       const up = s.direction === 'up';
       const style = MARKERS[s.type] || { text: s.type };
+      const text = style.text || (up ? style.up : style.down);
       return {
         time: bar.time,
         position: up ? 'belowBar' : 'aboveBar',
         shape: style.shape || (up ? 'arrowUp' : 'arrowDown'),
         color: dirColor(s.direction),
-        text: style.text || (up ? style.up : style.down),
+        // A signal found on 5- or 15-minute candles says so.
+        text: s.timeframe && s.timeframe !== '1m' ? `${s.timeframe} ${text}` : text,
       };
     });
   }
@@ -208,7 +226,9 @@
 
   function afterDraw() {
     const ordered = [...bars.values()];
-    view.markers.setMarkers(ordered.flatMap(markersOf));
+    const marks = ordered.flatMap(markersOf);
+    view.markers.setMarkers(marks.map(({ id, ...mark }) => mark));
+    state.patternMarkers = marks.filter((m) => m.id === 'pattern').length;
     state.candles = view.series.candles.data().length;
     state.lastBarTime = ordered.length ? ordered[ordered.length - 1].time : null;
     $('chart').dataset.candles = String(state.candles);
@@ -222,7 +242,7 @@
     const query = initial ? `limit=${INITIAL_BARS}` : `after=${state.lastBarTime * 1000}&limit=${INITIAL_BARS}`;
     let body;
     try {
-      body = await getJSON(`/api/bars?symbol=${encodeURIComponent(symbol)}&${query}`);
+      body = await getJSON(`/api/bars?symbol=${encodeURIComponent(symbol)}&timeframe=${state.timeframe}&${query}`);
     } catch (err) {
       if (err.status === 400 && gen === generation) {
         showEmpty('Invalid symbol', `${err.message}.`);
@@ -269,7 +289,15 @@
     ['MACD', (b) => num(b.macd, 4)], ['MACD signal', (b) => num(b.macd_signal, 4)],
     ['MACD hist', (b) => num(b.macd_hist, 4), (b) => b.macd_hist],
     ['Trend', (b) => b.trend || '—'], ['Session', (b) => b.session || '—'],
+    ['Patterns', (b) => patternsText(b.patterns)],
   ];
+
+  // The bar's candlestick patterns as TA-Lib names them, with the sign of their output.
+  function patternsText(patterns) {
+    const names = Object.entries(patterns || {});
+    if (!names.length) return '—';
+    return names.map(([name, value]) => `${patternLabel(name)} ${value > 0 ? '+' : '−'}${Math.abs(value)}`).join(', ');
+  }
 
   function renderLatest(bar) {
     const list = $('indicators');
@@ -486,6 +514,30 @@
     poll();
   }
 
+  // --- timeframe: 1m bars, or the 5- and 15-minute candles -----------------------------------------
+  const TIMEFRAME_LABELS = { '1m': '1-min candles', '5m': '5-min candles', '15m': '15-min candles' };
+
+  function selectTimeframe(timeframe) {
+    if (!TIMEFRAME_LABELS[timeframe]) return;
+    for (const button of document.querySelectorAll('#timeframe button')) {
+      button.setAttribute('aria-pressed', String(button.dataset.timeframe === timeframe));
+    }
+    $('legend-candles').textContent = TIMEFRAME_LABELS[timeframe];
+    if (timeframe === state.timeframe) return;
+    generation += 1;
+    state.timeframe = timeframe;
+    const url = new URL(window.location.href);
+    url.searchParams.set('timeframe', timeframe);
+    window.history.replaceState(null, '', url);
+    resetChart();
+    renderLatest(null);
+    pollNow();
+  }
+
+  $('timeframe').addEventListener('click', (e) => {
+    const button = e.target.closest('button');
+    if (button) selectTimeframe(button.dataset.timeframe);
+  });
   $('symbol-picker').addEventListener('change', (e) => selectSymbol(e.target.value));
   $('alert-feed').addEventListener('click', (e) => {
     const item = e.target.closest('li');
@@ -496,6 +548,7 @@
     if (row) selectSymbol(row.dataset.symbol);
   });
 
+  selectTimeframe(new URL(window.location.href).searchParams.get('timeframe') || '1m');
   const wanted = new URL(window.location.href).searchParams.get('symbol');
   if (wanted) selectSymbol(wanted.trim().toUpperCase());
   else pollNow();
