@@ -337,7 +337,7 @@ def test_lambda_handler_end_to_end(fake_alphavantage, kinesis_stream, cursor_tab
         "STREAM_NAME": kinesis_stream, "CURSOR_TABLE": cursor_table, "KINESIS_ENDPOINT_URL": KINESIS_URL,
         "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local", "HTTP_READ_TIMEOUT": "2", "HTTP_CONNECT_TIMEOUT": "1",
-        "AV_CALLS_PER_MINUTE": "6000",
+        "AV_CALLS_PER_MINUTE": "6000", "IGNORE_MARKET_HOURS": "true",  # bars of a past day
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("ALPHAVANTAGE_SECRET_ARN", raising=False)

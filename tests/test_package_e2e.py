@@ -54,7 +54,7 @@ def lambda_runtime(tmp_path) -> Path:
 
 HANDLER_RUN = """
 import json, sys, time
-import boto3, requests, urllib3
+import boto3, holidays, requests, urllib3
 from fetcher_lambda.handler import lambda_handler
 
 class Context:
@@ -65,7 +65,8 @@ class Context:
         return int((self.end - time.monotonic()) * 1000)
 
 summary = lambda_handler({}, Context())
-modules = {m.__name__: m.__file__ for m in (sys.modules["fetcher_lambda.handler"], requests, urllib3, boto3)}
+modules = {m.__name__: m.__file__
+           for m in (sys.modules["fetcher_lambda.handler"], requests, urllib3, boto3, holidays)}
 print(json.dumps({"summary": summary, "modules": modules, "path": sys.path}))
 """
 
@@ -84,6 +85,7 @@ def test_packaged_lambda_handler_puts_bars_on_the_stream(dist, tmp_path, lambda_
         "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_API_KEY": fake.TEST_API_KEY,
         "KINESIS_ENDPOINT_URL": KINESIS_URL, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL,
         "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "IGNORE_MARKET_HOURS": "true",  # the bars are of a past day
     }
     # -S: no site-packages, so nothing of the venv but the interpreter and the standard library.
     result = subprocess.run([sys.executable, "-S", "-c", HANDLER_RUN], cwd=tmp_path, env=env,
@@ -92,8 +94,8 @@ def test_packaged_lambda_handler_puts_bars_on_the_stream(dist, tmp_path, lambda_
     run = json.loads(result.stdout.strip().splitlines()[-1])
 
     modules = {name: Path(file) for name, file in run["modules"].items()}
-    assert all(modules[m].is_relative_to(function) for m in ("fetcher_lambda.handler", "requests", "urllib3")), \
-        modules
+    assert all(modules[m].is_relative_to(function)
+               for m in ("fetcher_lambda.handler", "requests", "urllib3", "holidays")), modules
     assert modules["boto3"].is_relative_to(lambda_runtime), modules
     assert not [p for p in run["path"] if "site-packages" in p], run["path"]
 
@@ -102,3 +104,30 @@ def test_packaged_lambda_handler_puts_bars_on_the_stream(dist, tmp_path, lambda_
     assert [key for key, _ in records] == [symbol] * len(rows)
     assert [r["ts"] for _, r in records] == [f"2024-03-08T15:{m:02d}:00Z" for m in range(len(rows))]
     assert fake.TEST_API_KEY not in result.stdout + result.stderr
+
+
+MARKET_HOURS_RUN = """
+import json
+from datetime import datetime, timezone
+import holidays
+from fetcher_lambda import market_hours
+
+def decide(iso):
+    return market_hours.decide(datetime.fromisoformat(iso), extended_hours=False, lag_s=900).reason or "open"
+
+print(json.dumps({"holidays": holidays.__file__, "thanksgiving": decide("2026-11-26T15:00:00+00:00"),
+                  "half_day": decide("2026-11-27T18:30:00+00:00"), "open": decide("2026-11-27T15:00:00+00:00")}))
+"""
+
+
+def test_the_zip_alone_decides_market_hours(dist, tmp_path):
+    """The NYSE calendar ships in the zip with everything it imports: no runtime package is on the path."""
+    function = unzip(dist / package.LAMBDA_ZIP, tmp_path / "function")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(function)}
+    result = subprocess.run([sys.executable, "-S", "-c", MARKET_HOURS_RUN], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads(result.stdout)
+    assert Path(run["holidays"]).is_relative_to(function), run
+    assert (run["thanksgiving"], run["half_day"], run["open"]) == (
+        "holiday: Thanksgiving Day", "half day: closed early", "open")
