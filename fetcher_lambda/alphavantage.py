@@ -2,7 +2,9 @@
 
 Alpha Vantage answers almost everything with HTTP 200: a rate-limit notice (``Information`` or
 ``Note``), a demo-key or premium-only notice, an ``Error Message`` for a bad symbol, all look like
-success at the HTTP level. ``classify`` tells data from those notices; ``parse_intraday`` turns the
+success at the HTTP level, and so does a plan that lacks the ``entitlement`` a live call asks for
+(``AV_ENTITLEMENT``: without one Alpha Vantage serves only the days before today). ``classify`` tells
+data from those notices; ``parse_intraday`` turns the
 data into contract bars. Both are pure (no I/O) so they are tested without a server and reused by the
 replay of the shipped sample files. ``AlphaVantageClient`` is the thin I/O shell: requests with
 urllib3's ``Retry`` (jittered backoff on connection errors and 5xx) capped by the invocation deadline,

@@ -20,9 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Mapping
 from zoneinfo import ZoneInfo
-
-import holidays
 
 NEW_YORK = ZoneInfo("America/New_York")
 REGULAR = (time(9, 30), time(16, 0))
@@ -54,7 +53,11 @@ class Decision:
 
 
 @lru_cache(maxsize=8)
-def _calendar(year: int) -> holidays.HolidayBase:
+def _calendar(year: int) -> Mapping[date, str]:
+    # Imported on first use, like boto3: the handler's cold import stays short, and a warm
+    # container keeps the year's calendar.
+    import holidays
+
     return holidays.financial_holidays("NYSE", years=year)
 
 

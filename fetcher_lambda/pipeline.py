@@ -218,7 +218,7 @@ def run(settings: Settings, clients: Clients, api_key: str, deadline: Deadline,
     decision = None if month else market_hours.decide(now, settings.extended_hours, settings.entitlement_lag_s)
     if decision is not None and not decision.open and not settings.ignore_market_hours:
         return _market_closed(settings, decision, now, invocation_id, group, started)
-    plan = None
+    plan = None  # with IGNORE_MARKET_HOURS outside the window, no daily plan applies: every run calls
     if decision is not None and decision.open and decision.window_start and decision.window_end:
         plan = quota.plan(settings.calls_per_day, len(settings.symbols), decision.window_start, decision.window_end)
     symbols = group.select(settings.symbols)
@@ -262,12 +262,12 @@ def data_ages(results: Sequence[SymbolResult], now: datetime, session: market_ho
 def _market_closed(settings: Settings, decision: market_hours.Decision, now: datetime, invocation_id: str,
                    group: Group, started: float) -> Summary:
     """A run outside market hours: no call, one log line saying why, one skip counted."""
-    session = decision.session
+    window = None  # today's fetch window, on a day that has one
+    if decision.window_start and decision.window_end:
+        window = [decision.window_start.isoformat(), decision.window_end.isoformat()]
     log_event(logger, logging.INFO, "market_closed", invocation_id=invocation_id, group=str(group),
               reason=decision.reason, now_new_york=now.astimezone(market_hours.NEW_YORK).isoformat(),
-              fetch_window=[decision.window_start.isoformat(), decision.window_end.isoformat()]
-              if session and decision.window_start and decision.window_end else None,
-              extended_hours=settings.extended_hours, entitlement=settings.entitlement)
+              fetch_window=window, extended_hours=settings.extended_hours, entitlement=settings.entitlement)
     metrics.write(metrics.invocation_documents(now, invocation_id, {}, market_closed=True))
     return Summary(invocation_id=invocation_id, mode="live", group=str(group), market_closed=decision.reason,
                    duration_ms=int((time.monotonic() - started) * 1000))

@@ -8,7 +8,8 @@ close, the entitlement's lag and the grace minute, so the session's last bar is 
 stays at or under ``COMPACT_REACH_MIN`` minutes consecutive calls overlap and no bar is missed; the
 first call of the day reaches back into the previous session's last bars the same way.
 
-No state: whether a minute is a symbol's call minute follows from the clock and the settings, so any
+Between its call minutes a symbol's cursor is still read (one DynamoDB read), so its data age is
+reported every minute. No state: whether a minute is a symbol's call minute follows from the clock and the settings, so any
 invocation (any container, any group) reaches the same answer. An invocation that misses a call
 minute (a throttled schedule, a symbol put off by the per-minute budget) fetches at the next one,
 and the cursor's catch-up (``outputsize=full``) covers a gap longer than the compact window.
