@@ -215,3 +215,16 @@ def test_emf_documents():
     assert (totals["MaxDataAgeSeconds"], totals["EntitlementRefused"]) == (900.0, 0)
     closed = metrics.invocation_documents(now, "inv-2", {}, market_closed=True)
     assert len(closed) == 1 and closed[0]["MarketClosedSkips"] == 1 and "MaxDataAgeSeconds" not in closed[0]
+
+
+# ---- the local entry point ----
+
+def test_ignore_market_hours_is_for_live_runs_only(capsys):
+    from fetcher_lambda.__main__ import parse_args
+
+    assert parse_args(["--every", "60", "--ignore-market-hours"]).ignore_market_hours
+    assert not parse_args(["--once"]).ignore_market_hours
+    for mode in (["--month", "2024-03"], ["--replay"]):
+        with pytest.raises(SystemExit):
+            parse_args([*mode, "--ignore-market-hours"])
+        assert "--month and --replay never check" in capsys.readouterr().err
