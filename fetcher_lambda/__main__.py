@@ -1,6 +1,9 @@
 """Local entry point: ``python -m fetcher_lambda --once | --every SECONDS | --month YYYY-MM | --replay``.
 
 Runs the same ``handler.invoke`` as the Lambda, with settings from the same environment variables.
+``--once`` and ``--every`` follow the market hours like the Lambda (a run while the market is closed
+makes no call and logs why); ``--ignore-market-hours`` (or ``FETCHER_IGNORE_MARKET_HOURS=true``) fetches
+anyway. ``--month`` and ``--replay`` never check them.
 Against the local services set ``KINESIS_ENDPOINT_URL``, ``DYNAMODB_ENDPOINT_URL``, dummy AWS
 credentials and ``AV_API_KEY``; ``--create-resources`` creates the stream and the cursor
 table if they are missing.
@@ -13,6 +16,7 @@ import re
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from .config import ConfigError, Settings
@@ -71,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group", type=_group, default=Group(), metavar="I/G",
                         help="--once/--every: fetch only group I of G of SYMBOLS, with 1/G of AV_CALLS_PER_MINUTE "
                              "(what the schedule of group I passes)")
+    parser.add_argument("--ignore-market-hours", action="store_true",
+                        help="--once/--every: fetch even while the market is closed (tests, replays of a "
+                             "past day); same as FETCHER_IGNORE_MARKET_HOURS=true")
     parser.add_argument("--create-resources", action="store_true",
                         help="create the stream (and, for live runs, the cursor table) if missing")
     return parser
@@ -126,6 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--speed and --sample-dir only apply to --replay")
     if (args.replay or args.month) and args.group != Group():
         parser.error("--group only applies to --once and --every")
+    if (args.replay or args.month) and args.ignore_market_hours:
+        parser.error("--ignore-market-hours only applies to --once and --every (--month and --replay never check)")
     args.speed = DEFAULT_SPEED if args.speed is None else args.speed
     args.sample_dir = args.sample_dir or SAMPLE_DIR
     return args
@@ -135,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = Settings.from_env()
+        if args.ignore_market_hours:
+            settings = replace(settings, ignore_market_hours=True)
         configure_logging(settings.log_level)
         if args.replay:
             return _run_replay(settings, args)

@@ -2,7 +2,9 @@
 
 Alpha Vantage answers almost everything with HTTP 200: a rate-limit notice (``Information`` or
 ``Note``), a demo-key or premium-only notice, an ``Error Message`` for a bad symbol, all look like
-success at the HTTP level. ``classify`` tells data from those notices; ``parse_intraday`` turns the
+success at the HTTP level, and so does a plan that lacks the ``entitlement`` a live call asks for
+(``AV_ENTITLEMENT``: without one Alpha Vantage serves only the days before today). ``classify`` tells
+data from those notices; ``parse_intraday`` turns the
 data into contract bars. Both are pure (no I/O) so they are tested without a server and reused by the
 replay of the shipped sample files. ``AlphaVantageClient`` is the thin I/O shell: requests with
 urllib3's ``Retry`` (jittered backoff on connection errors and 5xx) capped by the invocation deadline,
@@ -47,6 +49,9 @@ HINTS = {
     "rate_limit": "Alpha Vantage rate limit reached: reduce SYMBOLS or the schedule, or use a premium key",
     "demo_key": "the demo key only serves IBM samples: put a real key in the secret (AV_SECRET_ARN)",
     "premium_only": "this request needs a premium plan (e.g. realtime or extended data): check the key's plan",
+    "entitlement_refused": "the key's plan does not include the AV_ENTITLEMENT asked for: set AV_ENTITLEMENT to "
+                           "what the plan includes (delayed: a premium plan; realtime: the realtime add-on; "
+                           "historical: any key, but never today's bars), or upgrade the plan",
     "api_error": "Alpha Vantage rejected the call: check the symbol, AV_INTERVAL and the API key",
     "information": "Alpha Vantage sent a notice instead of data: read its text",
     "note": "Alpha Vantage sent a note instead of data: read its text",
@@ -100,22 +105,41 @@ def request_params(settings: Settings, symbol: str, outputsize: str | None = Non
     }
     if month:
         params["month"] = month
+    else:
+        entitlement = sent_entitlement(settings)
+        if entitlement:
+            params["entitlement"] = entitlement
     return params
 
 
-def _notice_kind(key: str, text: str) -> str:
+def sent_entitlement(settings: Settings) -> str | None:
+    """The ``entitlement`` a live call sends: none for ``historical`` (Alpha Vantage's default)."""
+    return None if settings.entitlement == "historical" else settings.entitlement
+
+
+# Words of a notice refusing an entitlement ("... your plan does not include realtime data ...").
+_ENTITLEMENT_WORDS = ("entitlement", "premium", "plan", "realtime", "real-time", "delayed")
+
+
+def _notice_kind(key: str, text: str, entitlement: str | None = None) -> str:
     lowered = text.lower()
     if "rate limit" in lowered or "call frequency" in lowered or "requests per day" in lowered:
         return "rate_limit"
     if "demo" in lowered:
         return "demo_key"
+    # With an entitlement asked for, a premium or plan notice answers that: the call is otherwise free.
+    if entitlement and any(word in lowered for word in _ENTITLEMENT_WORDS):
+        return "entitlement_refused"
     if "premium" in lowered:
         return "premium_only"
     return "note" if key == "Note" else "information"
 
 
-def classify(payload: Any, series_key: str) -> FetchError | None:
-    """``None`` when ``payload`` carries the series, else the reason it is not data."""
+def classify(payload: Any, series_key: str, entitlement: str | None = None) -> FetchError | None:
+    """``None`` when ``payload`` carries the series, else the reason it is not data.
+
+    ``entitlement``: what the call asked for; a plan notice then means the plan lacks it.
+    """
     if not isinstance(payload, dict):
         return FetchError("malformed_json", "the response is not a JSON object")
     if "Error Message" in payload:
@@ -123,7 +147,7 @@ def classify(payload: Any, series_key: str) -> FetchError | None:
     for key in ("Information", "Note"):
         if key in payload and series_key not in payload:
             text = str(payload[key])
-            return FetchError(_notice_kind(key, text), text[:300])
+            return FetchError(_notice_kind(key, text, entitlement), text[:300])
     if series_key not in payload:
         return FetchError("missing_series", f"no {series_key!r}; keys: {sorted(payload)[:5]}")
     if not isinstance(payload[series_key], dict):
@@ -173,14 +197,16 @@ def parse_bar(symbol: str, interval: str, local_ts: str, values: Any, zone: Zone
     return Bar(symbol, to_utc(local_ts, zone), o, h, l, c, _volume(values), interval)
 
 
-def parse_intraday(payload: Any, symbol: str, interval: str) -> Series:
+def parse_intraday(payload: Any, symbol: str, interval: str, entitlement: str | None = None) -> Series:
     """An Alpha Vantage intraday response to contract bars, oldest first.
 
     Raises ``FetchError`` when the payload is not data. Single malformed entries are dropped and
-    counted rather than failing the symbol: the rest of the window is still good data.
+    counted rather than failing the symbol: the rest of the window is still good data. Only the
+    Meta Data's time zone is read: its other entries differ between entitlements (a delayed answer's
+    "1. Information" says "DATA DELAYED BY 15 MINUTES") and between releases.
     """
     series_key = f"Time Series ({interval})"
-    problem = classify(payload, series_key)
+    problem = classify(payload, series_key, entitlement)
     if problem is not None:
         raise problem
     meta = payload.get("Meta Data")
@@ -198,13 +224,13 @@ def parse_intraday(payload: Any, symbol: str, interval: str) -> Series:
     return Series(tuple(bars), invalid, example[:200])
 
 
-def parse_response(body: bytes | str, symbol: str, interval: str) -> Series:
+def parse_response(body: bytes | str, symbol: str, interval: str, entitlement: str | None = None) -> Series:
     """Raw response body to bars; ``FetchError('malformed_json')`` when it does not decode."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
         raise FetchError("malformed_json", "the body is not valid JSON") from None
-    return parse_intraday(payload, symbol, interval)
+    return parse_intraday(payload, symbol, interval, entitlement)
 
 
 # ---- I/O shell -------------------------------------------------------------------------------------
@@ -355,4 +381,4 @@ class AlphaVantageClient:
                 tally.http_retries += counter[0] - retries_before
         if response.status_code != 200:
             raise FetchError("http_status", f"HTTP {response.status_code} after {counter[0] - retries_before} retries")
-        return parse_response(response.content, symbol, settings.interval)
+        return parse_response(response.content, symbol, settings.interval, params.get("entitlement"))

@@ -27,6 +27,10 @@ __all__ = ["ConfigError", "INTERVALS", "OUTPUT_SIZES", "SYMBOL_PATTERN", "Secret
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9.\-]{1,12}$")
 INTERVALS = ("1min", "5min", "15min", "30min", "60min")
 OUTPUT_SIZES = ("compact", "full")
+# Alpha Vantage's intraday entitlements: what the call asks for with ``entitlement=`` (historical: none).
+ENTITLEMENTS = ("realtime", "delayed", "historical")
+# How long after a bar's end Alpha Vantage serves it under each entitlement (historical: next day).
+ENTITLEMENT_LAG_S = {"realtime": 0, "delayed": 15 * 60, "historical": 0}
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,32 @@ class Settings:
     backfill_budget_s: float = 3600.0
     # Refetch with outputsize=full when the compact window no longer reaches the cursor.
     catch_up: bool = True
+    # Which intraday data the key's plan serves: ``delayed`` (15 minutes behind, the cheapest plan
+    # that shows today's market) by default; ``realtime`` needs the realtime add-on; ``historical``
+    # (no entitlement sent) never serves today's bars.
+    entitlement: str = "delayed"
+    # Alpha Vantage calls per day for this key (0: no daily cap): each symbol's share is spread over
+    # the session (see ``quota``).
+    calls_per_day: int = 0
+    # Fetch whatever the clock says (tests, demos on a weekend); normally only while the market can
+    # produce bars (see ``market_hours``).
+    ignore_market_hours: bool = False
     log_level: str = "INFO"
 
     @property
     def series_key(self) -> str:
         """The key of the bars in Alpha Vantage's intraday response, e.g. ``Time Series (1min)``."""
         return f"Time Series ({self.interval})"
+
+    @property
+    def entitlement_lag_s(self) -> int:
+        """Seconds between a bar's end and Alpha Vantage serving it under ``entitlement``."""
+        return ENTITLEMENT_LAG_S[self.entitlement]
+
+    @property
+    def interval_s(self) -> int:
+        """The bar length in seconds (``1min`` = 60)."""
+        return int(self.interval.removesuffix("min")) * 60
 
     @property
     def min_symbol_time_s(self) -> float:
@@ -111,6 +135,9 @@ class Settings:
             local_budget_s=_number(env, "FETCHER_LOCAL_BUDGET_SECONDS", defaults.local_budget_s, minimum=1),
             backfill_budget_s=_number(env, "FETCHER_BACKFILL_BUDGET_SECONDS", defaults.backfill_budget_s, minimum=1),
             catch_up=_bool(env, "FETCHER_CATCH_UP", defaults.catch_up),
+            entitlement=_choice(env, "AV_ENTITLEMENT", ENTITLEMENTS, defaults.entitlement),
+            calls_per_day=int(_number(env, "AV_CALLS_PER_DAY", defaults.calls_per_day, integer=True)),
+            ignore_market_hours=_bool(env, "FETCHER_IGNORE_MARKET_HOURS", defaults.ignore_market_hours),
             log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), defaults.log_level,
                               normalise=str.upper),
         )

@@ -5,6 +5,10 @@ Table: partition key ``symbol`` (S). Item attributes:
 - ``cursor``: ``ts`` of the newest bar known to be on the stream (absent before the first send);
 - ``lease_owner``, ``lease_until`` (epoch ms), ``lease_to``: a claim on the range (cursor, lease_to]
   by one invocation while it sends that range;
+- ``basis``: the symbol's price basis number (bar contract v2; absent = 0), and ``recent``: the last
+  two bars sent, as ``[{"ts": S, "close": N}, ...]`` oldest first (absent in items written before
+  v2, which stay readable: they read as basis 0 with nothing to compare);
+- ``lease_basis``: while leased, the basis the holder is sending;
 - ``updated_at``: for people reading the table.
 
 Protocol, per symbol and invocation (``owner`` = the Lambda request id):
@@ -22,6 +26,11 @@ Protocol, per symbol and invocation (``owner`` = the Lambda request id):
    new value (it never moves backwards): ``cursor := newest sent ts`` and the lease is removed.
    If some bars could not be put, the cursor moves only to the end of the accepted prefix of the
    oldest-first list, and the lease is released; the rest is sent by the next run.
+
+Every claim also requires the basis read in 1, so a range is never sent at a basis another invocation
+has just replaced. A re-basing claim (``rebase_to``) takes the range from the start of the re-sent
+series; its commit sets the new basis and may move the cursor backwards (to the end of an accepted
+prefix of the re-sent series).
 
 So concurrent invocations send every bar once: only the lease holder sends a range, and the next
 range starts where the committed cursor ends.
@@ -58,6 +67,8 @@ class CursorState:
     lease_owner: str | None = None
     lease_until_ms: int | None = None
     lease_to: str | None = None
+    basis: int = 0
+    recent: tuple[tuple[str, float], ...] = ()  # (ts, close) of the last bars sent, oldest first
 
     def leased_by_other(self, owner: str, now_ms: int) -> bool:
         return (self.lease_owner is not None and self.lease_owner != owner
@@ -88,40 +99,60 @@ class CursorStore:
             lease_owner=item.get("lease_owner", {}).get("S"),
             lease_until_ms=int(item["lease_until"]["N"]) if "lease_until" in item else None,
             lease_to=item.get("lease_to", {}).get("S"),
+            basis=int(item["basis"]["N"]) if "basis" in item else 0,
+            recent=tuple((entry["M"]["ts"]["S"], float(entry["M"]["close"]["N"]))
+                         for entry in item.get("recent", {}).get("L", [])),
         )
 
-    def claim(self, symbol: str, expected: str | None, upto: str, owner: str, lease_until_ms: int) -> bool:
-        """Take the lease on (expected, upto] if the cursor is still ``expected`` and no lease is live."""
-        if expected is not None and upto <= expected:
+    def claim(self, symbol: str, expected: str | None, upto: str, owner: str, lease_until_ms: int,
+              expected_basis: int = 0, rebase_to: int | None = None) -> bool:
+        """Take the lease on (expected, upto] if the cursor is still ``expected``, the basis still
+        ``expected_basis`` and no lease is live. ``rebase_to``: the lease re-sends a whole series at
+        that basis, so ``upto`` need not be after the cursor."""
+        if rebase_to is None and expected is not None and upto <= expected:
             raise ValueError(f"claim for {symbol} must move forward: {upto} <= {expected}")
         values = {":owner": {"S": owner}, ":until": {"N": str(lease_until_ms)}, ":to": {"S": upto},
-                  ":now": {"N": str(now_ms())}, ":t": {"S": _iso_now()}}
+                  ":now": {"N": str(now_ms())}, ":t": {"S": _iso_now()}, ":eb": {"N": str(expected_basis)},
+                  ":lb": {"N": str(expected_basis if rebase_to is None else rebase_to)}}
         if expected is None:
             cursor_condition = "attribute_not_exists(#c)"
         else:
             cursor_condition = "#c = :expected"
             values[":expected"] = {"S": expected}
+        # Items written before bar contract v2 have no basis: that is basis 0.
+        basis_condition = "(attribute_not_exists(basis) OR basis = :eb)" if expected_basis == 0 else "basis = :eb"
         return self._update(
             symbol,
-            update="SET lease_owner = :owner, lease_until = :until, lease_to = :to, updated_at = :t",
-            condition=f"{cursor_condition} AND {_LEASE_FREE}",
+            update="SET lease_owner = :owner, lease_until = :until, lease_to = :to, lease_basis = :lb, "
+                   "updated_at = :t",
+            condition=f"{cursor_condition} AND {basis_condition} AND {_LEASE_FREE}",
             values=values, names={"#c": "cursor"},
         )
 
-    def commit(self, symbol: str, owner: str, new_cursor: str) -> bool:
-        """Move the cursor to ``new_cursor`` and drop the lease, if we still hold it and it moves forward."""
+    def commit(self, symbol: str, owner: str, new_cursor: str, recent: tuple[tuple[str, float], ...] = (),
+               basis: int | None = None, rebase: bool = False) -> bool:
+        """Move the cursor to ``new_cursor``, remember the last bars sent (``recent``) and drop the
+        lease, if we still hold it and the cursor moves forward (a ``rebase`` may move it back, and
+        sets ``basis``)."""
+        values = {":owner": {"S": owner}, ":new": {"S": new_cursor}, ":t": {"S": _iso_now()},
+                  ":recent": {"L": [{"M": {"ts": {"S": ts}, "close": {"N": repr(float(close))}}}
+                                    for ts, close in recent[-2:]]}}
+        update = "SET #c = :new, recent = :recent, updated_at = :t"
+        if basis is not None:
+            update += ", basis = :basis"
+            values[":basis"] = {"N": str(basis)}
+        condition = "lease_owner = :owner"
+        if not rebase:
+            condition += " AND (attribute_not_exists(#c) OR #c < :new)"
         return self._update(
-            symbol,
-            update="SET #c = :new, updated_at = :t REMOVE lease_owner, lease_until, lease_to",
-            condition="lease_owner = :owner AND (attribute_not_exists(#c) OR #c < :new)",
-            values={":owner": {"S": owner}, ":new": {"S": new_cursor}, ":t": {"S": _iso_now()}},
-            names={"#c": "cursor"},
+            symbol, update=f"{update} REMOVE lease_owner, lease_until, lease_to, lease_basis",
+            condition=condition, values=values, names={"#c": "cursor"},
         )
 
     def release(self, symbol: str, owner: str) -> bool:
         """Drop our lease without moving the cursor (nothing was sent)."""
         return self._update(
-            symbol, update="SET updated_at = :t REMOVE lease_owner, lease_until, lease_to",
+            symbol, update="SET updated_at = :t REMOVE lease_owner, lease_until, lease_to, lease_basis",
             condition="lease_owner = :owner",
             values={":owner": {"S": owner}, ":t": {"S": _iso_now()}},
         )

@@ -1,4 +1,5 @@
-"""AWS Lambda entry point: ``fetcher_lambda.handler.lambda_handler`` (EventBridge, every minute).
+"""AWS Lambda entry point: ``fetcher_lambda.handler.lambda_handler`` (EventBridge Scheduler, every
+minute of the session hours in New York time; the run itself decides holidays and exact bounds).
 
 Per container (kept between invocations): the settings parsed from the environment, the boto3 clients,
 the API key from Secrets Manager and the calls-per-minute budget (so consecutive invocations continue
@@ -20,7 +21,7 @@ from .config import Settings
 from .deadline import Deadline
 from .groups import Group
 from .logs import configure_logging
-from .pipeline import Clients, Summary, run
+from .pipeline import Clients, Clock, Summary, run, utc_now
 
 _container: tuple[Settings, Clients] | None = None
 _container_lock = threading.Lock()
@@ -43,10 +44,11 @@ def container_budget(calls_per_minute: float) -> CallBudget:
 
 
 def invoke(settings: Settings, clients: Clients, deadline: Deadline, invocation_id: str | None = None,
-           month: str | None = None, group: Group = Group()) -> Summary:
-    """One fetch run over ``group``'s symbols (live, or a backfill of ``month`` = ``YYYY-MM``)."""
+           month: str | None = None, group: Group = Group(), clock: Clock = utc_now) -> Summary:
+    """One fetch run over ``group``'s symbols (live, or a backfill of ``month`` = ``YYYY-MM``);
+    ``clock`` is what market hours, call minutes and data ages are decided on."""
     return run(settings, clients, resolve_api_key(settings), deadline, invocation_id=invocation_id, month=month,
-               group=group, budget=container_budget(group.share(settings.calls_per_minute)))
+               group=group, budget=container_budget(group.share(settings.calls_per_minute)), clock=clock)
 
 
 def _container_state() -> tuple[Settings, Clients]:

@@ -5,9 +5,10 @@
   (its ``.py`` files, ``core/`` included, and ``index_templates/``) and ``tzdata``, so time zones
   never depend on the runtime image. This is the layout the application's run options in ``infra/cloudformation.yaml``
   point to.
-- ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests``, ``tzdata`` and their
-  dependencies, at the versions installed in this venv (the Lambda runtime ships boto3 but not
-  requests, and its time zone files are the image's).
+- ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests``, ``tzdata``, ``holidays``
+  (the NYSE calendar of the market hours) and their dependencies, at the versions installed in this
+  venv (the Lambda runtime ships boto3 but not requests or holidays, and its time zone files are the
+  image's).
 - ``alerts-lambda.zip``: the ``alerts`` package (its ``.py`` files and the default ``rules.json``)
   plus ``tzdata`` (alert times are New York time, and the runtime may lack a zone database).
 - Both Lambda zips also hold ``lambda_kit``, the settings, secrets and log toolkit they share.
@@ -43,7 +44,7 @@ LOADER_ZIP = "index-templates-loader.zip"
 ALERTS_ZIP = "alerts-lambda.zip"
 TEMPLATES = ROOT / "flink_job" / "index_templates"
 # Third-party distributions the fetcher imports that the Lambda runtime lacks (boto3 it has).
-LAMBDA_REQUIREMENTS = ("requests", "tzdata")
+LAMBDA_REQUIREMENTS = ("requests", "tzdata", "holidays")
 ALERTS_REQUIREMENTS = ("tzdata",)
 # What both Lambdas import besides their own package (settings, secrets, JSON log lines): in each zip.
 LAMBDA_SHARED = ("lambda_kit",)

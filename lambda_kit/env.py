@@ -64,7 +64,8 @@ def boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false; got {value!r}")
 
 
-def number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
+def number(env: Mapping[str, str], name: str, default: float, minimum: float = 0, integer: bool = False) -> float:
+    """A number of at least ``minimum``; with ``integer``, a whole one."""
     value = optional(env, name)
     if value is None:
         return default
@@ -74,6 +75,8 @@ def number(env: Mapping[str, str], name: str, default: float, minimum: float = 0
         raise ConfigError(f"{name} must be a number, e.g. {default}; got {value!r}") from None
     if parsed != parsed or parsed < minimum:  # NaN compares false with everything: refuse it too
         raise ConfigError(f"{name} must be at least {minimum}; got {value!r}")
+    if integer and not parsed.is_integer():
+        raise ConfigError(f"{name} must be a whole number, e.g. {int(default)}; got {value!r}")
     return parsed
 
 

@@ -163,6 +163,9 @@ def av_settings(fake_alphavantage):
         api_key=Secret(TEST_API_KEY), connect_timeout_s=0.5, read_timeout_s=0.5, http_retries=2,
         backoff_factor_s=0.01, backoff_max_s=0.05, backoff_jitter_s=0.01, put_backoff_base_s=0.01,
         put_backoff_max_s=0.05, safety_margin_s=0.2, put_call_s=0.1, local_budget_s=20.0,
+        # The tests' bars are of past days, fetched whenever the test runs; tests of the market hours
+        # turn this off and set the clock.
+        ignore_market_hours=True,
     )
 
 

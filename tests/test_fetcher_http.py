@@ -32,8 +32,8 @@ def test_query_has_every_parameter_and_compact_full_month(fake_alphavantage, av_
     first, _, third = fake_alphavantage.calls("IBM")
     assert first == {"function": "TIME_SERIES_INTRADAY", "symbol": "IBM", "interval": "1min",
                      "outputsize": "compact", "extended_hours": "true", "adjusted": "true",
-                     "datatype": "json", "apikey": KEY}
-    assert third["month"] == "2024-03" and third["outputsize"] == "full"
+                     "datatype": "json", "entitlement": "delayed", "apikey": KEY}
+    assert third["month"] == "2024-03" and third["outputsize"] == "full" and "entitlement" not in third
     assert av.api_calls == 3 and av.http_retries == 0
 
 
@@ -97,7 +97,7 @@ def test_unreachable_api_is_a_connection_error_without_the_key(av_settings, capl
 
 @pytest.mark.parametrize("reply, kind", [
     (fake.RATE_LIMIT, "rate_limit"), (fake.NOTE, "rate_limit"), (fake.ERROR_MESSAGE, "api_error"),
-    (fake.DEMO_KEY, "demo_key"), (fake.PREMIUM, "premium_only"), (fake.MISSING_SERIES, "missing_series"),
+    (fake.DEMO_KEY, "demo_key"), (fake.PREMIUM, "entitlement_refused"), (fake.MISSING_SERIES, "missing_series"),
     (fake.MALFORMED_JSON, "malformed_json"),
 ])
 def test_http_200_notices_are_failures_of_their_kind(fake_alphavantage, av_settings, reply, kind):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -135,10 +136,12 @@ def test_request_params():
     settings = Settings(interval="5min", extended_hours=False, adjusted=True)
     assert request_params(settings, "IBM") == {
         "function": "TIME_SERIES_INTRADAY", "symbol": "IBM", "interval": "5min", "outputsize": "compact",
-        "extended_hours": "false", "adjusted": "true", "datatype": "json"}
+        "extended_hours": "false", "adjusted": "true", "datatype": "json", "entitlement": "delayed"}
     backfill = request_params(settings, "IBM", month="2024-03")
     assert backfill["month"] == "2024-03" and backfill["outputsize"] == "full"
-    assert "apikey" not in backfill
+    assert "apikey" not in backfill and "entitlement" not in backfill  # a past month needs none
+    assert request_params(replace(settings, entitlement="realtime"), "IBM")["entitlement"] == "realtime"
+    assert "entitlement" not in request_params(replace(settings, entitlement="historical"), "IBM")
 
 
 # ---- selection and cursor arithmetic ----

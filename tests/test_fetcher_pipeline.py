@@ -337,7 +337,7 @@ def test_lambda_handler_end_to_end(fake_alphavantage, kinesis_stream, cursor_tab
         "BARS_STREAM_NAME": kinesis_stream, "CURSOR_TABLE_NAME": cursor_table, "KINESIS_ENDPOINT_URL": KINESIS_URL,
         "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local", "AV_READ_TIMEOUT_SECONDS": "2", "AV_CONNECT_TIMEOUT_SECONDS": "1",
-        "AV_CALLS_PER_MINUTE": "6000",
+        "AV_CALLS_PER_MINUTE": "6000", "FETCHER_IGNORE_MARKET_HOURS": "true",  # bars of a past day
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("AV_SECRET_ARN", "ALPHAVANTAGE_SECRET_ARN"):  # the new name and the old one, still read

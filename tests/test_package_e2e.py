@@ -56,7 +56,7 @@ def lambda_runtime(tmp_path) -> Path:
 
 HANDLER_RUN = """
 import json, sys, time
-import boto3, requests, urllib3
+import boto3, holidays, requests, urllib3
 from fetcher_lambda.handler import lambda_handler
 
 class Context:
@@ -68,7 +68,7 @@ class Context:
 
 summary = lambda_handler({}, Context())
 modules = {m.__name__: m.__file__ for m in (sys.modules["fetcher_lambda.handler"], sys.modules["lambda_kit.env"],
-                                              requests, urllib3, boto3)}
+                                              requests, urllib3, boto3, holidays)}
 print(json.dumps({"summary": summary, "modules": modules, "path": sys.path}))
 """
 
@@ -87,6 +87,7 @@ def test_packaged_lambda_handler_puts_bars_on_the_stream(dist, tmp_path, lambda_
         "AV_BASE_URL": fake_alphavantage.url, "AV_API_KEY": fake.TEST_API_KEY,
         "KINESIS_ENDPOINT_URL": KINESIS_URL, "DYNAMODB_ENDPOINT_URL": DYNAMODB_URL,
         "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "FETCHER_IGNORE_MARKET_HOURS": "true",  # the bars are of a past day
     }
     # -S: no site-packages, so nothing of the venv but the interpreter and the standard library.
     result = subprocess.run([sys.executable, "-S", "-c", HANDLER_RUN], cwd=tmp_path, env=env,
@@ -96,8 +97,7 @@ def test_packaged_lambda_handler_puts_bars_on_the_stream(dist, tmp_path, lambda_
 
     modules = {name: Path(file) for name, file in run["modules"].items()}
     assert all(modules[m].is_relative_to(function) for m in ("fetcher_lambda.handler", "lambda_kit.env", "requests",
-                                                               "urllib3")), \
-        modules
+                                                               "urllib3", "holidays")), modules
     assert modules["boto3"].is_relative_to(lambda_runtime), modules
     assert not [p for p in run["path"] if "site-packages" in p], run["path"]
 
@@ -159,3 +159,30 @@ def test_packaged_loader_puts_the_templates_with_the_client_it_carries(dist, tmp
     finally:
         for name in names:
             client.indices.delete_index_template(name=name, ignore=404)
+
+
+MARKET_HOURS_RUN = """
+import json
+from datetime import datetime, timezone
+import holidays
+from fetcher_lambda import market_hours
+
+def decide(iso):
+    return market_hours.decide(datetime.fromisoformat(iso), extended_hours=False, lag_s=900).reason or "open"
+
+print(json.dumps({"holidays": holidays.__file__, "thanksgiving": decide("2026-11-26T15:00:00+00:00"),
+                  "half_day": decide("2026-11-27T18:30:00+00:00"), "open": decide("2026-11-27T15:00:00+00:00")}))
+"""
+
+
+def test_the_zip_alone_decides_market_hours(dist, tmp_path):
+    """The NYSE calendar ships in the zip with everything it imports: no runtime package is on the path."""
+    function = unzip(dist / package.LAMBDA_ZIP, tmp_path / "function")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(function)}
+    result = subprocess.run([sys.executable, "-S", "-c", MARKET_HOURS_RUN], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads(result.stdout)
+    assert Path(run["holidays"]).is_relative_to(function), run
+    assert (run["thanksgiving"], run["half_day"], run["open"]) == (
+        "holiday: Thanksgiving Day", "half day: closed early", "open")
