@@ -30,6 +30,7 @@ def talib_patterns(records: list[dict]) -> list[dict[str, int]]:
             for i in range(len(records))]
 
 
+@pytest.mark.jvm  # the backtest runs the real job in a local mini-cluster
 @pytest.mark.parametrize("parallelism", [1, 4])
 def test_every_pattern_of_the_sample_data_equals_talib(tmp_path, sample_lines, parallelism):
     source, out = tmp_path / "bars.jsonl", tmp_path / "enriched.jsonl"

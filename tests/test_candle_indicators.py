@@ -352,6 +352,7 @@ def test_stream_key_reads_the_symbol_as_the_jobs_keying_does():
     assert stream_key('{"symbol": 42}') == "" and stream_key("[1]") == "" and stream_key("{") == ""
 
 
+@pytest.mark.jvm  # the backtest runs the real job in a local mini-cluster
 def test_backtest_writes_final_candles_equal_to_talib_on_the_sample_data(tmp_path):
     from fetcher_lambda.replay import load_bars  # the sample data set, as the producer replays it
 
