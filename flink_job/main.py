@@ -42,6 +42,7 @@ from flink_job.schema import (
 )
 
 JAR_NAME = "pyflink-dependencies.jar"
+LOOPBACK = "127.0.0.1"
 PUBLISHED_FIELDS = [f for f in ENRICHED_FIELDS if f not in INTERNAL_FIELDS]
 
 
@@ -64,6 +65,10 @@ def prepare_local_process() -> None:
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    # PyFlink would otherwise serve the mini-cluster's Python workers from this process, on a gRPC port
+    # open on every interface ([::]); the JVM starts them itself instead, as a cluster does (thread
+    # mode has none).
+    os.environ.setdefault("_python_worker_execution_mode", "process")
 
 
 def create_environment(local: bool, parallelism: int | None = None, checkpoint_dir: str | None = None,
@@ -83,6 +88,11 @@ def create_environment(local: bool, parallelism: int | None = None, checkpoint_d
         conf.set_string("pipeline.jars", find_connector_jar().as_uri())
         conf.set_string("python.executable", sys.executable)
         conf.set_string("execution.checkpointing.interval", "10s")
+        # Every listener of the mini-cluster on loopback only: the REST API, the blob server (the
+        # JobManager's bind host) and the TaskManager's ports.
+        for key in ("rest.address", "rest.bind-address", "jobmanager.bind-host", "taskmanager.bind-host",
+                    "taskmanager.host"):
+            conf.set_string(key, LOOPBACK)
         if keep_restarting:
             # A live job rides out outages of its services, as on Managed Flink; tests count restarts.
             conf.set_string("restart-strategy.type", "fixed-delay")

@@ -5,12 +5,12 @@
   (its ``.py`` files, ``core/`` included, and ``index_templates/``) and ``tzdata``, so time zones
   never depend on the runtime image. This is the layout the application's run options in ``infra/cloudformation.yaml``
   point to.
-- ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus ``requests``, ``tzdata``, ``holidays``
-  (the NYSE calendar of the market hours) and their dependencies, at the versions installed in this
-  venv (the Lambda runtime ships boto3 but not requests or holidays, and its time zone files are the
-  image's).
+- ``fetcher-lambda.zip``: the ``fetcher_lambda`` package plus the libraries of
+  ``requirements/fetcher-lambda.txt`` (``requests``, ``tzdata``, ``holidays`` and their dependencies:
+  the Lambda runtime ships boto3 but not these, and its time zone files are the image's).
 - ``alerts-lambda.zip``: the ``alerts`` package (its ``.py`` files and the default ``rules.json``)
-  plus ``tzdata`` (alert times are New York time, and the runtime may lack a zone database).
+  plus the libraries of ``requirements/alerts-lambda.txt`` (``tzdata``: alert times are New York
+  time, and the runtime may lack a zone database).
 - Both Lambda zips also hold ``lambda_kit``, the settings, secrets and log toolkit they share.
 - ``index-templates-loader.zip``: ``index_templates_loader.py``, the job's ``index_templates/`` and
   ``flink_job/core/index_lifecycle.py`` (the index families and their retention), the function that puts
@@ -20,14 +20,18 @@
   ``opensearch-protobufs``, hence ``grpcio`` and ``protobuf``, compiled wheels that no code of the
   client imports yet (its gRPC transport is to come).
 
-Zips are deterministic (sorted entries, fixed timestamps and modes), so an unchanged build gives
-the same bytes and ``deploy.sh`` uploads the same content under the same hash.
+Zips are reproducible: two clones of one commit give byte-identical zips. The Lambdas' libraries are
+installed from their lock files, hashes checked, without dependency resolution; entries are sorted,
+with fixed timestamps and modes, and no compiled ``.pyc``; the connector jar, which Maven stamps with
+the build's time (and whose order may follow the file system's), is rewritten the same way. So an
+unchanged build gives the same bytes and ``deploy.sh`` uploads the same content under the same hash.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -43,12 +47,14 @@ LAMBDA_ZIP = "fetcher-lambda.zip"
 LOADER_ZIP = "index-templates-loader.zip"
 ALERTS_ZIP = "alerts-lambda.zip"
 TEMPLATES = ROOT / "flink_job" / "index_templates"
-# Third-party distributions the fetcher imports that the Lambda runtime lacks (boto3 it has).
-LAMBDA_REQUIREMENTS = ("requests", "tzdata", "holidays")
-ALERTS_REQUIREMENTS = ("tzdata",)
+# What each Lambda zip vendors: lock files compiled with hashes for the Lambda's Python from
+# requirements/*.in (`make lock`), at the versions the local runs and the tests use.
+REQUIREMENTS = ROOT / "requirements"
+LAMBDA_LOCK = REQUIREMENTS / "fetcher-lambda.txt"
+ALERTS_LOCK = REQUIREMENTS / "alerts-lambda.txt"
+LOADER_LOCK = REQUIREMENTS / "loader-lambda.txt"
 # What both Lambdas import besides their own package (settings, secrets, JSON log lines): in each zip.
 LAMBDA_SHARED = ("lambda_kit",)
-LOADER_REQUIREMENTS = ("opensearch-py",)
 # The folder of flink-app.zip that the run options' pyFiles ship to the TaskManagers: a pyFiles entry
 # is put on the workers' path as is, so it must be a folder that contains the package.
 FLINK_PYTHON_DIR = "python"
@@ -58,6 +64,7 @@ LAMBDA_PYTHON = "3.12"
 # Files only the local tools use: replay data for `python -m fetcher_lambda replay`.
 LAMBDA_EXCLUDED_DIRS = {"sample_data", "__pycache__"}
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+UNIX = 3  # the "made by" system of every entry, whatever builds the zip
 
 
 class PackageError(RuntimeError):
@@ -71,22 +78,52 @@ def _package_files(package: Path, excluded_dirs: set[str], suffixes: tuple[str, 
             yield path
 
 
+def _entry(name: str, compress_type: int) -> zipfile.ZipInfo:
+    """A zip entry's header that depends on its name only: fixed time, system and mode."""
+    info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+    info.create_system = UNIX
+    if name.endswith("/"):
+        info.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10  # 0x10: the MS-DOS directory flag
+        info.compress_type = zipfile.ZIP_STORED
+    else:
+        info.external_attr = (stat.S_IFREG | 0o644) << 16
+        info.compress_type = compress_type
+    return info
+
+
 def write_zip(target: Path, entries: Iterable[tuple[str, Path]]) -> Path:
     """Zip ``(name in archive, source file)`` pairs deterministically."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w") as archive:
         for name, source in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-            info.external_attr = 0o644 << 16
             # Jars are compressed already: storing them saves time and no space.
-            info.compress_type = zipfile.ZIP_STORED if name.endswith(".jar") else zipfile.ZIP_DEFLATED
+            info = _entry(name, zipfile.ZIP_STORED if name.endswith(".jar") else zipfile.ZIP_DEFLATED)
             with source.open("rb") as src, archive.open(info, "w") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
+                shutil.copyfileobj(src, dst, 1 << 20)
     return target
 
 
-def flink_entries() -> list[tuple[str, Path]]:
+def _jar_order(name: str) -> tuple[int, str]:
+    # The manifest first, as java.util.jar.JarInputStream expects it; then by name.
+    return (0 if name in ("META-INF/", "META-INF/MANIFEST.MF") else 1, name)
+
+
+def normalized_jar(jar: Path, target: Path) -> Path:
+    """``jar`` rewritten reproducibly: the same files, sorted, with fixed times and modes."""
+    with zipfile.ZipFile(jar) as source, zipfile.ZipFile(target, "w") as out:
+        for name in sorted(dict.fromkeys(source.namelist()), key=_jar_order):
+            info = _entry(name, zipfile.ZIP_DEFLATED)
+            if name.endswith("/"):
+                out.writestr(info, b"")
+                continue
+            with source.open(name) as src, out.open(info, "w") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    return target
+
+
+def flink_entries(jar: Path | None = None) -> list[tuple[str, Path]]:
+    """The application's files; the connector jar is ``jar`` if given (``build`` passes the one
+    ``normalized_jar`` wrote), else the one Maven built."""
     if not JAR.exists():
         raise PackageError(f"{JAR} is missing: run `make jar` first")
     package = ROOT / "flink_job"
@@ -95,7 +132,7 @@ def flink_entries() -> list[tuple[str, Path]]:
     code = [p for p in files if p.suffix == ".py" or p.parent.name == "index_templates"]
     return [
         ("main.py", ROOT / "infra" / "flink_main.py"),
-        ("lib/pyflink-dependencies.jar", JAR),
+        ("lib/pyflink-dependencies.jar", jar or JAR),
         *((f"{FLINK_PYTHON_DIR}/flink_job/{p.relative_to(package).as_posix()}", p) for p in code),
         *((f"{FLINK_PYTHON_DIR}/{name}", path) for name, path in installed_files("tzdata")),
     ]
@@ -114,35 +151,22 @@ def installed_files(distribution: str) -> list[tuple[str, Path]]:
     return [(f.as_posix(), Path(f.locate()).resolve()) for f in keep]
 
 
-def pinned_requirements(names: Iterable[str]) -> list[str]:
-    """``name==version`` for the named distributions and their dependencies, as installed here."""
-    pins: dict[str, str] = {}
-    pending = list(names)
-    while pending:
-        name = pending.pop()
-        key = name.lower().replace("_", "-")
-        if key in pins:
-            continue
-        try:
-            pins[key] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            raise PackageError(f"{name} is not installed in {sys.prefix}: run `make setup`") from None
-        for requirement in metadata.requires(name) or []:
-            if "extra ==" not in requirement:
-                pending.append(re.match(r"[A-Za-z0-9._-]+", requirement).group(0))
-    return [f"{name}=={version}" for name, version in sorted(pins.items())]
-
-
-def vendor(requirements: list[str], target: Path) -> None:
+def vendor(lock: Path, target: Path) -> None:
+    """Install the libraries of ``lock`` into ``target``: exactly its pins, hashes checked, for the
+    Lambda's Python, pure-Python wheels only, nothing compiled."""
+    if not lock.exists():
+        raise PackageError(f"{lock} is missing: run `make lock`")
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--no-deps", "--target", str(target), "--only-binary=:all:", "--python-version", LAMBDA_PYTHON,
-        "--implementation", "cp", "--abi", "none", "--platform", "any", *requirements,
+        "--no-deps", "--require-hashes", "--target", str(target), "--only-binary=:all:",
+        "--python-version", LAMBDA_PYTHON, "--implementation", "cp", "--abi", "none", "--platform", "any",
+        "--requirement", str(lock),
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise PackageError(f"pip could not fetch {' '.join(requirements)} for the Lambda zip "
-                           f"(check access to PyPI):\n{result.stderr.strip()}")
+        raise PackageError(f"pip could not install {lock.relative_to(ROOT)} for the Lambda zip "
+                           f"(check access to PyPI; after changing a requirements/*.in, run `make lock`):\n"
+                           f"{result.stderr.strip()}")
 
 
 def lambda_entries(vendored: Path, name: str = "fetcher_lambda",
@@ -159,7 +183,8 @@ def vendored_entries(vendored: Path) -> list[tuple[str, Path]]:
     """The libraries ``vendor`` installed, at the zip's root."""
     # bin/ holds console scripts with this machine's interpreter path: not needed by the function.
     libraries = (p for p in vendored.rglob("*") if p.is_file() and p.relative_to(vendored).parts[0] != "bin")
-    return [(p.relative_to(vendored).as_posix(), p) for p in libraries if "__pycache__" not in p.parts]
+    return [(p.relative_to(vendored).as_posix(), p) for p in libraries
+            if "__pycache__" not in p.parts and p.suffix != ".pyc"]
 
 
 def loader_entries(vendored: Path) -> list[tuple[str, Path]]:
@@ -175,16 +200,20 @@ def loader_entries(vendored: Path) -> list[tuple[str, Path]]:
 
 
 def build(output: Path) -> list[Path]:
-    written = [write_zip(output / FLINK_ZIP, flink_entries())]
-    with tempfile.TemporaryDirectory(prefix="loader-vendor-") as vendored:
-        vendor(pinned_requirements(LOADER_REQUIREMENTS), Path(vendored))
-        written.append(write_zip(output / LOADER_ZIP, loader_entries(Path(vendored))))
-    with tempfile.TemporaryDirectory(prefix="lambda-vendor-") as vendored:
-        vendor(pinned_requirements(LAMBDA_REQUIREMENTS), Path(vendored))
-        written.append(write_zip(output / LAMBDA_ZIP, lambda_entries(Path(vendored))))
-    with tempfile.TemporaryDirectory(prefix="alerts-vendor-") as vendored:
-        vendor(pinned_requirements(ALERTS_REQUIREMENTS), Path(vendored))
-        written.append(write_zip(output / ALERTS_ZIP, lambda_entries(Path(vendored), "alerts", (".py", ".json"))))
+    if not JAR.exists():
+        raise PackageError(f"{JAR} is missing: run `make jar` first")
+    with tempfile.TemporaryDirectory(prefix="package-") as scratch:
+        work = Path(scratch)
+        jar = normalized_jar(JAR, work / JAR.name)
+        written = [write_zip(output / FLINK_ZIP, flink_entries(jar)), write_zip(output / LOADER_ZIP, loader_entries())]
+        for zip_name, lock, package, suffixes in ((LAMBDA_ZIP, LAMBDA_LOCK, "fetcher_lambda", (".py",)),
+                                                  (ALERTS_ZIP, ALERTS_LOCK, "alerts", (".py", ".json"))):
+            vendored = work / package
+            vendor(lock, vendored)
+            written.append(write_zip(output / zip_name, lambda_entries(vendored, package, suffixes)))
+LOADER_LOCK = REQUIREMENTS / "loader-lambda.txt"
+# What both Lambdas import besides their own package (settings, secrets, JSON log lines): in each zip.
+LAMBDA_SHARED = ("lambda_kit",)
     return written
 
 

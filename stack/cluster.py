@@ -40,6 +40,7 @@ PROPERTIES_ENV = "FLINK_APPLICATION_PROPERTIES"
 # The ``flink run`` flag of each run option Managed Flink documents for Python applications.
 RUN_OPTION_FLAGS = {"python": "-py", "jarfile": "-j", "pyFiles": "-pyfs", "pyArchives": "-pyarch"}
 TERMINAL_STATES = {"FINISHED", "CANCELED", "FAILED"}
+LOOPBACK = "127.0.0.1"
 
 
 def runtime_python() -> Path:
@@ -112,9 +113,11 @@ class FlinkCluster:
         return {
             "jobmanager.rpc.address": "localhost",
             "jobmanager.rpc.port": str(self.rpc_port),
-            "jobmanager.bind-host": "localhost",
+            # Every listener on loopback only (RPC, blob server, data and metrics ports, REST), also
+            # where `localhost` would resolve to an address of another interface.
+            "jobmanager.bind-host": LOOPBACK,
             "jobmanager.memory.process.size": "1024m",
-            "taskmanager.bind-host": "localhost",
+            "taskmanager.bind-host": LOOPBACK,
             "taskmanager.host": "localhost",
             "taskmanager.numberOfTaskSlots": "1",
             "taskmanager.memory.process.size": "2048m",
@@ -123,7 +126,7 @@ class FlinkCluster:
             # session cluster, unlike an application's) outgrows Flink's 256 MB of metaspace.
             "taskmanager.memory.jvm-metaspace.size": "768m",
             "rest.address": "localhost",
-            "rest.bind-address": "localhost",
+            "rest.bind-address": LOOPBACK,
             "rest.port": str(self.rest_port),
             "parallelism.default": "1",
             # Managed Flink's defaults: RocksDB, checkpoints kept for restores, restarts without end.

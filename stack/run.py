@@ -7,8 +7,11 @@ every few seconds, the job's state and restarts, which services answer and what 
 
 One run per run directory: the run holds ``<run dir>/run.lock`` (see ``run_lock``) from start until it
 has stopped everything, and a second run names it and exits. Every process it starts is marked with
-the run directory (see ``processes``), so Ctrl-C, SIGTERM and ``python -m stack.run --stop``
+the run directory (see ``processes``), so Ctrl-C, SIGTERM, SIGHUP and ``python -m stack.run --stop``
 (``make stop``) end all of them, the job's JVM included, also after a run crashed or was killed.
+Stopping does not depend on the run's output: what it prints also goes to ``<run dir>/run.log``, and
+a closed pipe or terminal (``make run | tee`` and Ctrl-C, a closed window) neither interrupts stopping
+nor, during the run, goes unnoticed: the run stops as if interrupted (see ``console``).
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from flink_job.config import JobConfig, load_config
 from lambda_kit.renamed import FETCHER as FETCHER_RENAMED
 from stack import processes, resources, services, status
+from stack.console import Console
 from stack.properties import write_local_properties
 from stack.run_lock import AlreadyRunning, RunLock
 from stack.services import Ports, StackError, exit_code, free_port, run_dir, send_signal
@@ -33,6 +39,12 @@ from stack.services import Ports, StackError, exit_code, free_port, run_dir, sen
 STOP_WAIT_S = 120.0  # how long `make stop` lets a live run stop itself before killing it
 ALERTS_TABLE = "stock_alerts"
 RETENTION_EVERY_S = 3600
+# What stops a run like Ctrl-C: `make stop` (SIGTERM), a closed terminal (SIGHUP), Ctrl-C itself.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class OutputClosed(Exception):
+    """The run's standard output went away (its pipe's reader or its terminal): nobody watches it."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,9 @@ def start_processes(ctx: RunContext) -> dict[str, subprocess.Popen]:
 
 
 def stop_all(directory: Path) -> None:
-    """End every process marked with ``directory``: the table's in its order, then the services."""
+    """End every process marked with ``directory``: the table's in its order, then the services.
+
+    A process that cannot be ended is reported and the rest are still ended."""
     names = [p.name for p in PROCESSES]
     for name in names:
         _end(directory, name, processes.marked(directory, [name]))
@@ -141,18 +155,23 @@ def stop_all(directory: Path) -> None:
         _end(directory, name, [p for p in rest if processes.name_of(p) == name])
 
 
-def _end(directory: Path, name: str, found: list) -> None:
-    (directory / f"{name}.pid").unlink(missing_ok=True)
-    if found:
-        processes.end(found)
-        print(f"{name}: stopped (pid {', '.join(str(p.pid) for p in found)})", flush=True)
+def _end(directory: Path, name: str, found: list[psutil.Process]) -> None:
+    try:
+        (directory / f"{name}.pid").unlink(missing_ok=True)
+        if found:
+            processes.end(found)
+            print(f"{name}: stopped (pid {', '.join(str(p.pid) for p in found)})", flush=True)
+    except (OSError, psutil.Error) as err:
+        print(f"{name}: could not be stopped ({err}); `make stop` tries again", file=sys.stderr, flush=True)
 
 
-def show_progress(ctx: RunContext, procs: dict[str, subprocess.Popen]) -> None:
+def show_progress(ctx: RunContext, procs: dict[str, subprocess.Popen], console: Console) -> None:
     checked = services.all_services(ctx.ports)
     checked = {name: checked[name] for name in ("kinesis", "opensearch")}
     job_seen = False
     while True:
+        if console.lost:
+            raise OutputClosed()
         finished = {}
         for process in PROCESSES:
             code = procs[process.name].poll()
@@ -185,7 +204,7 @@ def start(lock: RunLock) -> RunContext:
     return ctx
 
 
-def run(lock: RunLock) -> None:
+def run(lock: RunLock, console: Console) -> None:
     ctx = start(lock)
     procs = start_processes(ctx)
     base = ctx.ports.url("opensearch")
@@ -200,29 +219,49 @@ The pipeline is running (logs in {run_dir()}).
   Flink REST API:        http://127.0.0.1:{ctx.flink_rest_port}/jobs/overview
 Press Ctrl-C to stop.
 """, flush=True)
-    show_progress(ctx, procs)
+    show_progress(ctx, procs, console)
+
+
+def _stop_requested(signum: int, frame: object) -> None:
+    """The first stop signal interrupts the run; from then on stopping runs to its end, and signals
+    that follow (a second Ctrl-C, make's SIGTERM, the terminal's SIGHUP) are ignored."""
+    _ignore_stop_signals()
+    raise KeyboardInterrupt
+
+
+def _ignore_stop_signals() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def run_once() -> int:
-    """The whole run under the lock; stops everything it started however it ends."""
+    """The whole run under the lock; stops everything it started however it ends, whatever happened
+    to its output."""
     lock = RunLock(run_dir() / "run.lock")
     lock.acquire(role="run")  # AlreadyRunning names the holder
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # `make stop`, a closed terminal: stop like Ctrl-C
-        signal.signal(sig, signal.default_int_handler)
+    console = Console(run_dir() / "run.log").install()
+    # SIGINT too: a shell starts a background job with SIGINT ignored, and Python then leaves it so.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop_requested)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # Python's default; a closed pipe is an error, not death
     code = 0
     try:
-        run(lock)
+        run(lock, console)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
+    except OutputClosed:
+        print("the run's output was closed: stopping ...", flush=True)  # still in run.log
     except StackError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr, flush=True)
         code = 1
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # stopping runs to its end
-            signal.signal(sig, signal.SIG_IGN)
-        lock.update(state="stopping")
-        stop_all(run_dir())
-        lock.release()
+        _ignore_stop_signals()
+        try:
+            lock.update(state="stopping")
+        finally:
+            stop_all(run_dir())
+            lock.release()
+            print("stopped", flush=True)
     return code
 
 

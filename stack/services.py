@@ -6,6 +6,9 @@ One way to start each service, no Docker:
   OpenSearch refuses to run as root.
 - DynamoDB (the fetcher's cursor table): dynalite (npm), a DynamoDB implementation on LevelDB.
 
+Every service listens on 127.0.0.1 only: OpenSearch by its ``network.host``, the two Node.js services
+through ``stack/loopback.cjs``, preloaded into them (kinesis-local has no bind option of its own).
+
 Every service writes a pid file and a log under the run directory and carries the run directory in
 its environment (``RUN_MARKER``), so it can be found without the pid file. ``start`` is idempotent (a
 healthy service that is already ours is left alone), refuses a port that something else holds, and
@@ -34,6 +37,8 @@ from stack.search import client
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "stack" / "node_modules"
+# Preloaded into the Node.js services: their servers listen on loopback only.
+LOOPBACK_PRELOAD = ROOT / "stack" / "loopback.cjs"
 OPENSEARCH_VERSION = "2.19.6"
 OPENSEARCH_USER = "stockflow"
 
@@ -280,7 +285,7 @@ class Kinesis(Service):
             "SHARD_LIMIT": "2000",
             "LOG_LEVEL": "WARN",
         }
-        return self._popen(["node", "main.js"], cwd=pkg, env=env)
+        return self._popen(["node", "--require", str(LOOPBACK_PRELOAD), "main.js"], cwd=pkg, env=env)
 
 
 class DynamoDB(Service):
@@ -296,7 +301,8 @@ class DynamoDB(Service):
             raise StackError("dynalite is not installed: run `make setup` first")
         data = run_dir() / "dynamodb-data"
         shutil.rmtree(data, ignore_errors=True)  # a fresh table space per start, like DynamoDB Local -inMemory
-        return self._popen(["node", str(cli), "--port", str(self.port), "--path", str(data)], cwd=ROOT)
+        return self._popen(["node", "--require", str(LOOPBACK_PRELOAD), str(cli), "--host", "127.0.0.1",
+                            "--port", str(self.port), "--path", str(data)], cwd=ROOT)
 
 
 def opensearch_dist() -> Path:

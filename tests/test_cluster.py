@@ -18,6 +18,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 
 from flink_job.config import parse_analytics
@@ -27,6 +28,7 @@ from stack.cluster import FlinkCluster, runtime_site_packages
 from tests.bar_data import interleave, series
 from tests.cluster_harness import ClusterApp, assert_records_equal, model_records, split
 from tests.flink_rest import free_port
+from tests.listeners import listeners, not_on_loopback
 from tests.pipeline_harness import assert_rollups_equal, unique_symbol, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +117,17 @@ def test_packaged_app_runs_on_the_cluster_into_every_output(cluster, packaged_di
         # Every window of both symbols, though the backfilled one lags the other by a day.
         assert_rollups_equal(app.harness, bars)
         app.assert_restarts(0)
+
+        # The socket table: the JVMs and their Python workers listen on loopback only. Process mode's
+        # exception: the gRPC servers a TaskManager opens for its Python workers, which Beam (inside
+        # flink-python) binds to every interface, with no setting to change it.
+        jvms = [psutil.Process(pid) for pid in cluster.pids("standalonesession") + cluster.pids("taskexecutor")]
+        assert {cluster.rest_port, cluster.rpc_port} <= {port for *_, port in listeners(jvms)}
+        exposed = not_on_loopback(jvms)
+        if mode == "thread":
+            assert exposed == []
+        else:
+            assert {pid for _, pid, *_ in exposed} <= set(cluster.pids("taskexecutor")), exposed
     finally:
         app.cancel()
 

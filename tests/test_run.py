@@ -1,11 +1,13 @@
-"""``make run``: one at a time, nothing orphaned, a progress line that says what is down, and its own
-ports and run directory apart from the test suite's (the suite runs on ``make test``'s)."""
+"""``make run``: one at a time, nothing orphaned (also when its output is gone), nothing listening
+beyond loopback, a progress line that says what is down, and its own ports and run directory apart
+from the test suite's (the suite runs on ``make test``'s)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -20,10 +22,11 @@ import pytest
 import requests
 from opensearchpy import NotFoundError
 
-from stack import processes, status
+from stack import processes, services, status
 from stack.run_lock import RunLock
 from stack.services import ROOT, Ports, all_services, port_open
 from tests.flink_rest import FlinkRest
+from tests.listeners import listeners, not_on_loopback
 from tests.local_aws import OPENSEARCH_URL, PORTS as SUITE_PORTS, opensearch_client, spare_port
 from tests.pipeline_harness import unique_symbol
 
@@ -228,6 +231,61 @@ def test_make_run_beside_the_suite_then_crashed_is_stopped_whole(run_dir):
     finally:
         if supervisor.poll() is None:
             supervisor.send_signal(signal.SIGINT)
+            supervisor.wait(timeout=180)
+        processes.end(processes.marked(run_dir), timeout_s=10)
+
+
+def read_until(proc: subprocess.Popen, pattern: str, timeout_s: float) -> str:
+    """What ``proc`` wrote to its stdout pipe until a line matches ``pattern`` (never blocking past it)."""
+    fd, seen = proc.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 1)[0]:
+            chunk = os.read(fd, 1 << 16)
+            seen += chunk
+            if re.search(pattern, seen.decode(errors="replace")):
+                return seen.decode(errors="replace")
+            if chunk:
+                continue
+        assert proc.poll() is None, f"make run exited ({proc.returncode}):\n{seen.decode()[-3000:]}"
+    raise AssertionError(f"no line matching {pattern!r} within {timeout_s:.0f}s:\n{seen.decode()[-3000:]}")
+
+
+def test_a_piped_run_listens_on_loopback_only_and_stops_whole_when_its_pipe_is_gone(run_dir):
+    """``make run 2>&1 | tee run.log``, then Ctrl-C: the terminal's SIGINT ends tee with the run, so
+    every line the run prints while stopping meets a closed pipe. The run still stops everything it
+    started, and says so in its run directory. Before that, the socket table: no process of the run
+    (nor of the suite's services) accepts connections from beyond this machine."""
+    ports = Ports(kinesis=spare_port(1000), opensearch=spare_port(100), dynamodb=spare_port(),
+                  dashboard=spare_port())
+    supervisor = subprocess.Popen([sys.executable, "-m", "stack.run"], cwd=ROOT, env=stack_env(run_dir, ports),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        read_until(supervisor, r"job running, 0 restarts", RUN_TIMEOUT_S)
+
+        ours = processes.marked(run_dir)
+        rest_port = json.loads((run_dir / "run.lock").read_text())["flink_rest_port"]
+        opened = {port for *_, port in listeners(ours)}
+        # The check sees the run's servers (a table read wrongly would pass with nothing in it) ...
+        assert {ports.kinesis, ports.kinesis + 1000, ports.dynamodb, ports.opensearch, ports.dashboard,
+                rest_port} <= opened, sorted(listeners(ours))
+        # ... and none of them, nor the job's JVM or Python, listens on a wildcard or another interface.
+        assert not_on_loopback(ours) == []
+        assert not_on_loopback(processes.marked(services.run_dir())) == [], "the suite's services (make test)"
+
+        supervisor.stdout.close()  # tee is gone
+        supervisor.send_signal(signal.SIGINT)
+        assert supervisor.wait(timeout=180) == 0
+        assert processes.marked(run_dir) == []
+        assert not any(port_open(port) for port in (*vars(ports).values(), rest_port))
+        log = (run_dir / "run.log").read_text()
+        assert "stopping ..." in log
+        for name in ("job", "dashboard", "alerts", "retention", "kinesis", "dynamodb", "opensearch"):
+            assert f"{name}: stopped" in log, log[-3000:]
+        assert log.rstrip().endswith("stopped")
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
             supervisor.wait(timeout=180)
         processes.end(processes.marked(run_dir), timeout_s=10)
 
