@@ -205,15 +205,14 @@ def build(output: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="package-") as scratch:
         work = Path(scratch)
         jar = normalized_jar(JAR, work / JAR.name)
-        written = [write_zip(output / FLINK_ZIP, flink_entries(jar)), write_zip(output / LOADER_ZIP, loader_entries())]
+        written = [write_zip(output / FLINK_ZIP, flink_entries(jar))]
+        vendor(LOADER_LOCK, work / "loader")
+        written.append(write_zip(output / LOADER_ZIP, loader_entries(work / "loader")))
         for zip_name, lock, package, suffixes in ((LAMBDA_ZIP, LAMBDA_LOCK, "fetcher_lambda", (".py",)),
                                                   (ALERTS_ZIP, ALERTS_LOCK, "alerts", (".py", ".json"))):
             vendored = work / package
             vendor(lock, vendored)
             written.append(write_zip(output / zip_name, lambda_entries(vendored, package, suffixes)))
-LOADER_LOCK = REQUIREMENTS / "loader-lambda.txt"
-# What both Lambdas import besides their own package (settings, secrets, JSON log lines): in each zip.
-LAMBDA_SHARED = ("lambda_kit",)
     return written
 
 
