@@ -72,7 +72,7 @@ class Console:
         self.stderr = _Stream(self, sys.stderr)
 
     def install(self) -> "Console":
-        sys.stdout, sys.stderr = self.stdout, self.stderr  # type: ignore[assignment]
+        sys.stdout, sys.stderr = self.stdout, self.stderr
         return self
 
     @property
