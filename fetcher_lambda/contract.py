@@ -9,7 +9,8 @@ v1::
 
 ``ts`` is the bar start in UTC, ISO-8601 with ``Z``; prices are JSON numbers, volume an integer.
 Because ``ts`` has a fixed width, string order is time order: the cursor compares timestamps as
-strings. (symbol, ts) identifies a bar.
+strings. (symbol, ts) identifies a bar. ``source`` is ``alphavantage`` for fetched bars and
+``replay`` for the shipped sample data put by ``--replay``.
 
 v2: v1 plus an optional ``"basis": N`` (an integer >= 0), the symbol's price basis number. Prices
 are Alpha Vantage's adjusted prices (``adjusted=true``, the default): when a split or dividend
@@ -31,6 +32,8 @@ import json
 from dataclasses import dataclass
 
 SOURCE = "alphavantage"
+# The shipped sample data put by ``--replay``: old by design, so the dashboard calls it a replay, not stale.
+REPLAY_SOURCE = "replay"
 VERSION = 2
 
 
@@ -45,16 +48,16 @@ class Bar:
     volume: int
     interval: str = "1min"
 
-    def to_record(self, basis: int = 0) -> dict:
+    def to_record(self, basis: int = 0, source: str = SOURCE) -> dict:
         record = {
             "symbol": self.symbol, "ts": self.ts, "open": self.open, "high": self.high,
             "low": self.low, "close": self.close, "volume": self.volume,
-            "interval": self.interval, "source": SOURCE,
+            "interval": self.interval, "source": source,
         }
         if basis:
             record["basis"] = basis
         return record
 
-    def to_bytes(self, basis: int = 0) -> bytes:
+    def to_bytes(self, basis: int = 0, source: str = SOURCE) -> bytes:
         """The Kinesis record data: compact JSON, UTF-8."""
-        return json.dumps(self.to_record(basis), separators=(",", ":")).encode()
+        return json.dumps(self.to_record(basis, source), separators=(",", ":")).encode()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .alphavantage import parse_response
-from .contract import Bar
+from .contract import REPLAY_SOURCE, Bar
 from .deadline import Deadline
 from .kinesis import Entry, RetryPolicy, put_entries
 from .samples import SAMPLE_DIR, sample_files
@@ -82,7 +82,7 @@ def replay(client: Any, stream_name: str, bars: Sequence[Bar], speed: float = DE
         elapsed = clock() - started
         due = len(groups) if speed == 0 else min(len(groups), max(done_ticks + 1, int(elapsed * speed) + 1))
         chunk = [bar for group in groups[done_ticks:due] for bar in group]
-        entries = [Entry(bar.symbol, bar.to_bytes()) for bar in chunk]
+        entries = [Entry(bar.symbol, bar.to_bytes(source=REPLAY_SOURCE)) for bar in chunk]
         result = put_entries(client, stream_name, entries, Deadline.after(300), RetryPolicy(attempts=8))
         calls += result.calls
         if result.error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import requests
 from opensearchpy import NotFoundError, TransportError
@@ -63,6 +64,29 @@ def count(base: str, index: str) -> int | None:
         return None
 
 
+def oldest_symbol(base: str, now_ms: int | None = None, index: str = "stock-indicators") -> str | None:
+    """The symbol whose newest enriched bar is the oldest, and that bar's age: "oldest IBM 3 min" (a
+    fetched bar's age counts from its end), "oldest IBM replay" for the sample data, which is old by
+    design; None while there is no bar or OpenSearch does not answer."""
+    body = {"size": 0, "aggs": {"symbols": {
+        "terms": {"field": "symbol", "size": 1000},
+        "aggs": {"last": {"top_hits": {"size": 1, "sort": [{"ts": "desc"}], "_source": ["ts", "source"]}}}}}}
+    try:
+        answer = client(base, timeout_s=2).search(index=index, body=body)
+        buckets = answer["aggregations"]["symbols"]["buckets"]
+    except (TransportError, ValueError, KeyError, TypeError):  # no index yet (NotFoundError) or no answer
+        return None
+    newest = [(b["key"], b["last"]["hits"]["hits"][0]["_source"]) for b in buckets if b["last"]["hits"]["hits"]]
+    if not newest:
+        return None
+    symbol, bar = min(newest, key=lambda item: item[1]["ts"])
+    if bar.get("source") == "replay":
+        return f"oldest {symbol} replay"
+    ended_ms = int(datetime.fromisoformat(bar["ts"].replace("Z", "+00:00")).timestamp() * 1000) + 60_000
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return f"oldest {symbol} {max(0, now_ms - ended_ms) // 60_000} min"
+
+
 def service_state(service: Service) -> str:
     """"up"; "DOWN" when nothing accepts connections on its port; "not answering" when something
     does but gives no healthy answer in time (e.g. a local Kinesis starved of CPU)."""
@@ -73,8 +97,8 @@ def service_state(service: Service) -> str:
 
 def progress_line(job: JobStatus | str, services: dict[str, Service], opensearch_url: str,
                   others: dict[str, str] | None = None) -> str:
-    """One line: time, job, each service's state, the counts or why there are none, then ``others``
-    (e.g. a producer that has finished)."""
+    """One line: time, job, each service's state, the counts or why there are none, the age of the
+    symbol with the oldest newest bar, then ``others`` (e.g. a producer that has finished)."""
     parts = [time.strftime("%H:%M:%S"), str(job)]
     states = {name: service_state(service) for name, service in services.items()}
     parts += [f"{name} {state}" for name, state in states.items()]
@@ -83,5 +107,8 @@ def progress_line(job: JobStatus | str, services: dict[str, Service], opensearch
         parts.append(f"no counts: OpenSearch {states.get('opensearch', 'not answering')}")
     else:
         parts.append(" ".join(f"{index}={n}" for index, n in counts.items()))
+        oldest = oldest_symbol(opensearch_url)
+        if oldest:
+            parts.append(oldest)
     parts += [f"{name} {state}" for name, state in (others or {}).items()]
     return "  ".join(parts)
