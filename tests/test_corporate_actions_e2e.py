@@ -33,9 +33,8 @@ from fetcher_lambda.samples import Row
 from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.bars import validate_record
 from flink_job.core.symbol_state import SymbolTracker
-from tests.flink_rest import FlinkRest, free_port
 from tests.local_aws import KINESIS_URL
-from tests.pipeline_harness import JobHarness, unique_symbol, wait_for
+from tests.pipeline_harness import JobHarness, start_with_rest, unique_symbol, wait_for
 
 NY = ZoneInfo("America/New_York")
 TICK = 0.0002  # a price step whose half is still a 4-decimal price
@@ -69,10 +68,7 @@ def ny(text: str) -> datetime:
 @pytest.fixture
 def job(tmp_path):
     harness = JobHarness(tmp_path, parallelism=1)
-    port = free_port()
-    harness.start(["--rest-port", str(port)])
-    rest = FlinkRest(port)
-    wait_for(lambda: rest.running_job() is not None, 180, "the job to run", harness)
+    rest = start_with_rest(harness)
     yield harness, rest
     harness.stop()
 

@@ -20,6 +20,7 @@ from fetcher_lambda.alphavantage import to_utc
 from fetcher_lambda.cursor import CursorStore
 from fetcher_lambda.deadline import Deadline
 from fetcher_lambda.pipeline import Clients
+from tests.log_lines import events
 from tests import fake_alphavantage as fake
 
 NY = ZoneInfo("America/New_York")
@@ -40,15 +41,6 @@ def session_rows(day: str, start: str = "09:30", end: str = "16:00", price: floa
     return fake.minute_rows(f"{day} {start}", count, price=price)
 
 
-def events(caplog, name: str) -> list[dict]:
-    found = []
-    for record in caplog.records:
-        message = record.getMessage()
-        if record.name.startswith("fetcher_lambda") and message.startswith("{"):
-            line = json.loads(message)
-            if line["event"] == name:
-                found.append(line)
-    return found
 
 
 def emf_lines(text: str) -> list[dict]:

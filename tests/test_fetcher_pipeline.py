@@ -20,6 +20,7 @@ from fetcher_lambda.cursor import CursorStore, now_ms
 from fetcher_lambda.deadline import Deadline
 from fetcher_lambda.logs import JsonLines, configure_logging
 from fetcher_lambda.pipeline import Clients
+from tests.log_lines import events
 from tests import fake_alphavantage as fake
 from tests.local_aws import DYNAMODB_URL, KINESIS_URL
 from tests.fake_alphavantage import TEST_API_KEY as KEY
@@ -57,15 +58,6 @@ def by_symbol(records) -> dict[str, list[str]]:
     return out
 
 
-def events(caplog, name: str) -> list[dict]:
-    found = []
-    for record in caplog.records:
-        message = record.getMessage()
-        if record.name.startswith("fetcher_lambda") and message.startswith("{"):
-            line = json.loads(message)
-            if line["event"] == name:
-                found.append(line)
-    return found
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ dividend does) and the local Kinesis and DynamoDB.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from fetcher_lambda.alphavantage import to_utc
 from fetcher_lambda.cursor import CursorStore, now_ms
 from fetcher_lambda.deadline import Deadline
 from fetcher_lambda.pipeline import Clients
+from tests.log_lines import events
 from tests import fake_alphavantage as fake
 
 NY = ZoneInfo("America/New_York")
@@ -36,10 +36,6 @@ def utc(rows) -> list[str]:
     return [to_utc(row.local_ts, NY) for row in rows]
 
 
-def events(caplog, name: str) -> list[dict]:
-    lines = [json.loads(r.getMessage()) for r in caplog.records
-             if r.name.startswith("fetcher_lambda") and r.getMessage().startswith("{")]
-    return [line for line in lines if line["event"] == name]
 
 
 @pytest.fixture
