@@ -251,6 +251,8 @@ def read_until(proc: subprocess.Popen, pattern: str, timeout_s: float) -> str:
     raise AssertionError(f"no line matching {pattern!r} within {timeout_s:.0f}s:\n{seen.decode()[-3000:]}")
 
 
+@pytest.mark.services
+@pytest.mark.jvm  # a whole `make run`: services of its own and the job
 def test_a_piped_run_listens_on_loopback_only_and_stops_whole_when_its_pipe_is_gone(run_dir):
     """``make run 2>&1 | tee run.log``, then Ctrl-C: the terminal's SIGINT ends tee with the run, so
     every line the run prints while stopping meets a closed pipe. The run still stops everything it
