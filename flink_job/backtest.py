@@ -11,18 +11,16 @@ symbol's lines in processing order. Dead letters go to ``--dlq`` (default: next 
 Periods and thresholds are the ``Analytics`` group of ``--properties`` (the streaming job's file
 shape), else the defaults.
 
-``--rollups`` writes one JSON line per final 5- or 15-minute candle, with its indicators and signals
-over the symbol's final candles of that length (``candle_indicators``), in the order the candles
-close. The operator does not emit them yet, so they come from ``SymbolTracker.closed_candles`` run
-in this process over the same lines in the same order, with the operator's parsing and keying: the
-same per-symbol logic. A window still open at the end of the input is not final (a later input could
+``--rollups`` writes one JSON line per final 5- or 15-minute candle with its indicators, as the job
+writes them to ``stock-bars-5m`` / ``stock-bars-15m`` (``provisional`` false), each symbol's in the
+order they close; their ``macd_cross`` and ``rsi_zone`` signals are in ``--signals`` with their
+``timeframe``. A window still open at the end of the input is not final (a later input could
 continue it) and has no line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import sys
@@ -35,11 +33,10 @@ from pyflink.table.expressions import col
 from flink_job import tables
 from flink_job.config import ConfigError, parse_analytics, read_property_groups
 from flink_job.core.analyzer import AnalyticsSettings
-from flink_job.core.bars import InvalidBar, parse_keyed
-from flink_job.main import PUBLISHED_FIELDS, create_environment, prepare_local_process
+from flink_job.core.rollups import ROLLUP_WINDOWS
+from flink_job.main import PUBLISHED_FIELDS, create_environment, final_candles_query, prepare_local_process
 from flink_job.pipeline import SYMBOL_KEY_SQL, analyze
-from flink_job.schema import DLQ_FIELDS, SIGNAL_FIELDS, names
-from flink_job.core.symbol_state import SymbolTracker
+from flink_job.schema import DLQ_FIELDS, ROLLUP_FIELDS, SIGNAL_FIELDS, names
 
 _PART = re.compile(r"^part-.*-(\d+)-(\d+)(\.\w+)?$")
 
@@ -69,48 +66,9 @@ def concat_parts(directory: Path, target: Path) -> int:
     return lines
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def stream_key(raw: str) -> str:
-    """The symbol key the job's keying step gives a line (``pipeline.SYMBOL_KEY_SQL``): the string at
-    ``$.symbol`` of strict JSON (Flink's ``JSON_VALUE`` takes no NaN or Infinity), else ''."""
-    try:
-        record = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return ""
-    symbol = record.get("symbol") if isinstance(record, dict) else None
-    return symbol if isinstance(symbol, str) else ""
-
-
-def write_final_candles(input_path: Path, target: Path, settings: AnalyticsSettings) -> int:
-    """Each final candle of ``input_path``'s bars as one JSON line in ``target`` (see the module
-    docstring), in the order they close. Returns the number of lines."""
-    trackers: dict[str, SymbolTracker] = {}
-    lines = 0
-    with input_path.open(encoding="utf-8", errors="replace", newline="\n") as source, \
-            target.open("w", encoding="utf-8") as out:
-        for line in source:
-            raw = line.removesuffix("\n")
-            key = stream_key(raw)
-            try:
-                bar = parse_keyed(raw, key, int(time.time() * 1000))
-            except InvalidBar:
-                continue  # the operator's dead letter; it has no candle
-            tracker = trackers.get(key)
-            if tracker is None:
-                tracker = trackers[key] = SymbolTracker(settings)
-            tracker.offer(bar)
-            for candle in tracker.closed_candles():
-                if candle is not None:
-                    out.write(json.dumps(candle.to_record(key), allow_nan=False) + "\n")
-                    lines += 1
-    return lines
-
-
 def run_backtest(input_path: Path, output: Path, signals: Path | None, dlq: Path,
-                 parallelism: int, settings: AnalyticsSettings, local: bool = True) -> dict[str, int]:
+                 parallelism: int, settings: AnalyticsSettings, local: bool = True,
+                 rollups: Path | None = None) -> dict[str, int]:
     """Run the analysis over ``input_path`` to its end; ``local`` starts a mini-cluster, otherwise the
     job goes to the cluster that ``flink run`` submits to (it shares this machine's files)."""
     if local:
@@ -124,6 +82,12 @@ def run_backtest(input_path: Path, output: Path, signals: Path | None, dlq: Path
                    "dead_letters": (analysis.dead_letters, DLQ_FIELDS, dlq)}
         if signals:
             outputs["signals"] = (analysis.signals, SIGNAL_FIELDS, signals)
+        if rollups:
+            # The final candles as the job writes them to stock-bars-5m/15m, 5m and 15m in one file.
+            t_env.create_temporary_view("enriched", analysis.enriched)
+            final = " UNION ALL ".join(final_candles_query("enriched", name, minutes)
+                                       for name, minutes in ROLLUP_WINDOWS.items())
+            outputs["rollups"] = (t_env.sql_query(final), ROLLUP_FIELDS, rollups)
         statements = t_env.create_statement_set()
         for name, (table, fields, _) in outputs.items():
             # One writer per output: lines from each analysis subtask arrive in order, so per-symbol order holds.
@@ -163,10 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"ConfigError: {err}")
     started = time.monotonic()
     counts = run_backtest(args.input, args.output, args.signals, dlq, args.parallelism, settings,
-                          local=not args.cluster)
+                          local=not args.cluster, rollups=args.rollups)
     elapsed = time.monotonic() - started
-    if args.rollups:
-        counts["rollups"] = write_final_candles(args.input, args.rollups, settings)
     with args.input.open("rb") as lines:
         bars = sum(1 for _ in lines)
     print(f"{counts['enriched']} enriched bars -> {args.output}; {counts['dead_letters']} dead letters -> {dlq}"

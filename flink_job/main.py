@@ -179,15 +179,20 @@ def insert_all(t_env: StreamTableEnvironment, analysis: Analysis) -> StatementSe
     return statements
 
 
+def final_candles_query(view: str, name: str, minutes: int) -> str:
+    """The ``name`` candle that closed with each row's bar, with its indicators (rows without one
+    give none)."""
+    return rollup_query(view, partial(closed_value_sql, name), minutes, name,
+                        {i: candle_indicator_sql(name, i) for i in CANDLE_INDICATORS})
+
+
 def candles_query(view: str, name: str, minutes: int) -> str:
     """The ``name`` candles of each row: the open one (provisional, no indicators) and the one that
     closed with the bar, with its indicators. One query, so both reach the sink in the rows' order:
     a window's final document always follows its last provisional one."""
     open_candle = rollup_query(view, partial(rollup_value_sql, name), minutes, name,
                                dict.fromkeys(CANDLE_INDICATORS))
-    final_candle = rollup_query(view, partial(closed_value_sql, name), minutes, name,
-                                {i: candle_indicator_sql(name, i) for i in CANDLE_INDICATORS})
-    return f"{final_candle}\nUNION ALL{open_candle}"
+    return f"{final_candles_query(view, name, minutes)}\nUNION ALL{open_candle}"
 
 
 def run(config: JobConfig, local: bool, parallelism: int | None = None, checkpoint_dir: str | None = None,

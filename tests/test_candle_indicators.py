@@ -19,7 +19,6 @@ import pytest
 
 from flink_job.core.analyzer import AnalyticsSettings, Analyzer, IncompatibleState
 from flink_job.backtest import main as backtest
-from flink_job.backtest import stream_key
 from flink_job.core.bars import Bar, format_ts
 from flink_job.core.candle_indicators import CANDLE_SNAPSHOT_VERSION, INDICATOR_NAMES, CandleIndicators, CandleReading
 from flink_job.core.rollups import ROLLUP_WINDOWS
@@ -346,23 +345,21 @@ def test_malformed_candle_indicators_in_a_state_restart_the_warm_up(bars):
 # --- the backtest on the shipped sample data ------------------------------------------------------
 
 
-def test_stream_key_reads_the_symbol_as_the_jobs_keying_does():
-    assert stream_key('{"symbol": "IBM", "x": 1}') == "IBM"
-    assert stream_key('{"symbol": "IBM", "x": NaN}') == ""
-    assert stream_key('{"symbol": 42}') == "" and stream_key("[1]") == "" and stream_key("{") == ""
-
-
 @pytest.mark.jvm  # the backtest runs the real job in a local mini-cluster
-def test_backtest_writes_final_candles_equal_to_talib_on_the_sample_data(tmp_path):
+@pytest.mark.parametrize("parallelism", [1, 4])
+def test_backtest_writes_final_candles_equal_to_talib_on_the_sample_data(tmp_path, parallelism):
     from fetcher_lambda.replay import load_bars  # the sample data set, as the producer replays it
 
     records = [b.to_record() for b in load_bars()]
     source = tmp_path / "bars.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records))
-    out, candles_file = tmp_path / "enriched.jsonl", tmp_path / "candles.jsonl"
-    assert backtest(["--input", str(source), "--output", str(out), "--rollups", str(candles_file)]) == 0
+    out, candles_file, signals_file = tmp_path / "enriched.jsonl", tmp_path / "candles.jsonl", tmp_path / "signals.jsonl"
+    assert backtest(["--input", str(source), "--output", str(out), "--rollups", str(candles_file),
+                     "--signals", str(signals_file), "--parallelism", str(parallelism)]) == 0
     assert len(out.read_text().splitlines()) == len(records)
     lines = [json.loads(line) for line in candles_file.read_text().splitlines()]
+    candle_signals = [json.loads(line) for line in signals_file.read_text().splitlines()]
+    candle_signals = [s for s in candle_signals if s["timeframe"] != "1m"]
 
     symbols = sorted({r["symbol"] for r in records})
     mismatches, signals = [], 0
@@ -380,10 +377,12 @@ def test_backtest_writes_final_candles_equal_to_talib_on_the_sample_data(tmp_pat
                 assert_talib(closes, readings, label=f"{symbol} {name} ")
             except AssertionError as err:
                 mismatches.append(str(err))
-            want = [[s.to_record() for s in found] for found in one_minute_signals(closes, name)]
-            if [g["signals"] for g in got] != want:
+            want = [(s.type, s.direction, s.detail) for found in one_minute_signals(closes, name) for s in found]
+            found = [(s["type"], s["direction"], s["detail"]) for s in candle_signals
+                     if s["symbol"] == symbol and s["timeframe"] == name]
+            if found != want:
                 mismatches.append(f"{symbol} {name} signals differ")
-            signals += sum(len(g["signals"]) for g in got)
+            signals += len(found)
             assert len(got) > 100 if name == "5m" else len(got) > 40
     assert mismatches == []
     assert signals > 0
