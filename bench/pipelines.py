@@ -177,7 +177,7 @@ def sample_enriched_row() -> Row:
     values = {name: 1.0 for name, sql_type in ENRICHED_FIELDS if sql_type == "DOUBLE"}
     values.update(symbol="BN0000", ts="2024-03-04T14:30:00Z", ts_ms=1709562600000, volume=1000,
                   interval="1min", source="alphavantage", session="regular", trend="up",
-                  return_z_20=1.0, trend_slope=1.0,
+                  return_z_20=1.0, trend_slope=1.0, patterns={"CDLDOJI": 100},
                   signals=(Signal("volume_spike", "up", 3.5, "volume z-score 3.50"),))
     window = [1709562600000.0, 1.0, 1.0, 1.0, 1.0, 100.0, 3.0, 300.0, 3.0]
     return enriched_row(Enriched(**values), [window, window])

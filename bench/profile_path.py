@@ -123,7 +123,8 @@ def _stage_pass(lines: list[str], trackers: dict, settings: AnalyticsSettings,
 
     def rows():
         for e in enriched:
-            enriched_row(e, trackers[e.symbol].rollups())
+            tracker = trackers[e.symbol]
+            enriched_row(e, tracker.rollups(), tracker.closed_candles())
 
     spent["rollups + enriched row (packed numbers, signal arrays)"], _ = _timed(rows)
     return spent, [len(published_json(e.to_record())) for e in enriched[::50]]
