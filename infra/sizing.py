@@ -20,11 +20,11 @@ from flink_job.core.index_lifecycle import BY_NAME, RetentionError, longest_peri
 
 TEMPLATE = Path(__file__).resolve().parent / "cloudformation.yaml"
 # Bytes on disk (primary, merged segments) per document, measured through the real job with the
-# real mappings and rounded up (~710, ~140, ~340 and ~460 measured), and documents per symbol and
+# real mappings and rounded up (~700, ~130, ~450 and ~485 measured; a candle carries its indicators), and documents per symbol and
 # trading day at most: every minute 04:00-20:00 New York (Alpha Vantage's extended hours), about
 # one signal every three bars, and the rollup windows of those 16 hours. Dead letters are left
 # out: a healthy feed has next to none.
-BYTES_PER_DOCUMENT = {"stock-indicators": 750, "stock-signals": 150, "stock-bars-5m": 400, "stock-bars-15m": 500}
+BYTES_PER_DOCUMENT = {"stock-indicators": 750, "stock-signals": 150, "stock-bars-5m": 550, "stock-bars-15m": 600}
 DOCUMENTS_PER_SYMBOL_DAY = {"stock-indicators": 960, "stock-signals": 320, "stock-bars-5m": 192,
                             "stock-bars-15m": 64}
 BYTES_PER_SYMBOL_DAY = {f: BYTES_PER_DOCUMENT[f] * DOCUMENTS_PER_SYMBOL_DAY[f] for f in BYTES_PER_DOCUMENT}

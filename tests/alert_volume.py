@@ -21,6 +21,7 @@ from fetcher_lambda.replay import load_bars
 from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.bars import validate_record
 from flink_job.core.symbol_state import SymbolTracker
+from tests.bar_data import stream_record
 
 
 def enriched_sample_records() -> list[bytes]:
@@ -32,7 +33,7 @@ def enriched_sample_records() -> list[bytes]:
         tracker = trackers.setdefault(parsed.symbol, SymbolTracker(AnalyticsSettings()))
         _, enriched = tracker.offer(parsed)
         if enriched is not None:
-            out.append(json.dumps(enriched.to_record()).encode())
+            out.append(json.dumps(stream_record(tracker, enriched)).encode())
     return out
 
 

@@ -166,3 +166,12 @@ def rollup_differences(docs: list[dict], bars: dict[str, list[dict]], minutes: i
         if diff:
             problems.append(f"{key}: {diff}")
     return problems
+
+
+def stream_record(tracker, enriched) -> dict:
+    """The enriched record the job publishes for the bar ``tracker`` just took: the bar's own signals
+    and those of the candles it closed (``timeframe`` 5m/15m), as the operator emits them."""
+    record = enriched.to_record()
+    record["signals"] += [s.to_record() for candle in tracker.closed_candles() if candle is not None
+                          for s in candle.reading.signals]
+    return record

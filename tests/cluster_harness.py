@@ -20,7 +20,7 @@ from flink_job.core.bars import parse_bar
 from flink_job.core.symbol_state import SymbolTracker
 from infra import package
 from stack.cluster import RUN_OPTIONS_GROUP, FlinkCluster
-from tests.bar_data import same
+from tests.bar_data import same, stream_record
 from tests.cfn_template import load_template, property_groups
 from tests.pipeline_harness import JobHarness, wait_for
 
@@ -118,7 +118,7 @@ def model_records(bars: Iterable[dict], settings: AnalyticsSettings | None = Non
     for bar in bars:
         enriched = tracker.offer(parse_bar(json.dumps(bar), now_ms=MODEL_NOW_MS))[1]
         if enriched is not None:
-            record = enriched.to_record()
+            record = stream_record(tracker, enriched)
             out[bar["ts"]] = {k: record[k] for k in COMPARED}
     return out
 

@@ -14,7 +14,7 @@ import pytest
 from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.bars import parse_bar
 from flink_job.core.symbol_state import SymbolTracker
-from tests.bar_data import generate_bars
+from tests.bar_data import generate_bars, stream_record
 from tests.pipeline_harness import (JobHarness, assert_no_restarts, assert_rollups_equal, start_with_rest, unique_symbol,
                                     wait_for)
 
@@ -107,7 +107,7 @@ def test_mixed_input_leaves_exactly_the_expected_documents(job):
     model, expected_signals = SymbolTracker(AnalyticsSettings()), []
     for bar in final:
         enriched = model.offer(parse_bar(json.dumps(bar), now_ms=1_900_000_000_000))[1]
-        expected_signals.extend((bar["ts"], s.type) for s in enriched.signals)
+        expected_signals.extend((bar["ts"], s["type"]) for s in stream_record(model, enriched)["signals"])
         doc = next(d for d in job.docs_for("stock-indicators", [symbol]) if d["ts"] == bar["ts"]) \
             if bar is final[-1] or bar is revised else None
         if doc:
