@@ -109,12 +109,18 @@ def _jar_order(name: str) -> tuple[int, str]:
 
 
 def normalized_jar(jar: Path, target: Path) -> Path:
-    """``jar`` rewritten reproducibly: the same files, sorted, with fixed times and modes."""
+    """``jar`` rewritten reproducibly: the same files, sorted, with fixed times and modes, and no
+    build date in Maven's ``pom.properties``."""
     with zipfile.ZipFile(jar) as source, zipfile.ZipFile(target, "w") as out:
         for name in sorted(dict.fromkeys(source.namelist()), key=_jar_order):
             info = _entry(name, zipfile.ZIP_DEFLATED)
             if name.endswith("/"):
                 out.writestr(info, b"")
+                continue
+            if name.endswith("/pom.properties"):
+                # Maven writes the build's date into it as a comment line.
+                kept = [line for line in source.read(name).splitlines(keepends=True) if not line.startswith(b"#")]
+                out.writestr(info, b"".join(kept))
                 continue
             with source.open(name) as src, out.open(info, "w") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
@@ -167,6 +173,18 @@ def vendor(lock: Path, target: Path) -> None:
         raise PackageError(f"pip could not install {lock.relative_to(ROOT)} for the Lambda zip "
                            f"(check access to PyPI; after changing a requirements/*.in, run `make lock`):\n"
                            f"{result.stderr.strip()}")
+    for record in target.glob("*.dist-info/RECORD"):
+        _drop_scripts(record)
+
+
+def _drop_scripts(record: Path) -> None:
+    """Leave the console scripts out of a distribution's RECORD, as they are left out of the zip
+    (``vendored_entries``): their lines hold the hash of a file whose first line names the
+    interpreter that installed it, so a clone elsewhere would write another RECORD."""
+    lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(("../", "bin/"))]
+    if kept != lines:
+        record.write_text("".join(kept), encoding="utf-8")
 
 
 def lambda_entries(vendored: Path, name: str = "fetcher_lambda",

@@ -52,6 +52,12 @@ def rebuilt_jar(source: Path, target: Path) -> None:
         for info in reversed(jar.infolist()):
             copy = zipfile.ZipInfo(info.filename, date_time=(2031, 7, 4, 12, 30, 0))
             copy.external_attr = info.external_attr | (0o664 << 16)
+            if info.filename.endswith("/pom.properties"):  # Maven dates it, as a comment line
+                lines = jar.read(info).splitlines(keepends=True)
+                out.writestr(copy, b"".join(b"#Fri Jul 04 12:30:00 UTC 2031\n"
+                                            if line.startswith(b"#") and b"Maven" not in line else line
+                                            for line in lines))
+                continue
             with jar.open(info) as src, out.open(copy, "w") as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
@@ -97,6 +103,12 @@ def test_two_fresh_checkouts_package_byte_identical_zips(tmp_path):
         shipped = {re.sub(r"-[^-]+\.dist-info$", "", part).lower()
                    for part in {n.split("/")[0] for n in archive.namelist()} if part.endswith(".dist-info")}
     assert shipped == locked_distributions(package.LAMBDA_LOCK)
+    # A console script's RECORD line would hash a file whose first line names the installing
+    # interpreter (another path in another clone); the scripts are not shipped, nor their lines.
+    for name in (package.LAMBDA_ZIP, package.LOADER_ZIP):
+        with zipfile.ZipFile(dist / name) as archive:
+            records = [archive.read(n).decode() for n in archive.namelist() if n.endswith(".dist-info/RECORD")]
+        assert records and not [line for r in records for line in r.splitlines() if line.startswith(("../", "bin/"))]
     with zipfile.ZipFile(dist / package.FLINK_ZIP) as app, app.open("lib/pyflink-dependencies.jar") as jar_file:
         with zipfile.ZipFile(jar_file) as jar, zipfile.ZipFile(package.JAR) as built:
             assert jar.namelist()[:2] == ["META-INF/", "META-INF/MANIFEST.MF"]
