@@ -38,19 +38,28 @@ PUBLISHED_NAMES = names(PUBLISHED_FIELDS)
 
 
 class KeyedStateStandIn:
-    """One ValueState per key; the driver sets ``key`` before each element, as Flink does."""
+    """The keyed state of one operator: a ValueState per descriptor and key; the driver sets ``key``
+    before each element, as Flink does. ``bytes_written`` counts every update's bytes."""
 
     def __init__(self) -> None:
         self.key = ""
-        self.values: dict[str, bytes] = {}
+        self.values: dict[tuple[str, str], bytes] = {}
         self.bytes_written = 0
 
+    def value_state(self, name: str) -> "_ValueStateStandIn":
+        return _ValueStateStandIn(self, name)
+
+
+class _ValueStateStandIn:
+    def __init__(self, states: KeyedStateStandIn, name: str) -> None:
+        self.states, self.name = states, name
+
     def value(self):
-        return self.values.get(self.key)
+        return self.states.values.get((self.name, self.states.key))
 
     def update(self, value) -> None:
-        self.values[self.key] = value
-        self.bytes_written += len(value)
+        self.states.values[(self.name, self.states.key)] = value
+        self.states.bytes_written += len(value)
 
 
 class _Counter:
@@ -63,7 +72,7 @@ class RuntimeContextStandIn:
         self.state = KeyedStateStandIn()
 
     def get_state(self, descriptor):
-        return self.state
+        return self.state.value_state(descriptor.get_name())
 
     def get_metrics_group(self):
         return self

@@ -118,7 +118,7 @@ def local_environment(conf: Configuration) -> StreamExecutionEnvironment:
 
     PyFlink's own local environment keeps the JVM's application class loader, which lacks the jar, and
     the job graph is built with it: the code generated around the job's Java functions
-    (``schema.ZIP_SIGNALS_FUNCTION``, ``schema.PACKED_DOUBLE_FUNCTION``) then does not compile. ``flink run -j`` has no such problem."""
+    (``schema.SIGNAL_ROWS_FUNCTION``, ``schema.PACKED_DOUBLE_FUNCTION``, ...) then does not compile. ``flink run -j`` has no such problem."""
     conf.set_string("execution.target", "local")
     conf.set_string("execution.attached", "true")
     jvm = get_gateway().jvm

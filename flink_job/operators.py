@@ -27,7 +27,8 @@ from flink_job.core.rollups import WINDOW_LEN
 from flink_job.core.symbol_state import STATE_LAYOUT_VERSION, ClosedCandle, Outcome, SymbolTracker, restore_or_reset
 from flink_job.logs import log_event, use_flink_log
 from flink_job.schema import (
-    CANDLE_INDICATORS, DLQ_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_FIELD, PACKED_LEN, names, row_type,
+    CANDLE_INDICATORS, DLQ_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_FIELD, PACKED_LEN, encode_patterns,
+    encode_signals, names, row_type,
 )
 from flink_job.write_blocks import report_write_blocks
 
@@ -69,6 +70,11 @@ class AnalyzeBars(KeyedProcessFunction):
         self.state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY())
         )
+        # The candle indicators change once per candle, not with every bar: kept apart, written only
+        # when they change (``SymbolTracker.take_candle_state``).
+        self.candle_state = runtime_context.get_state(
+            ValueStateDescriptor("candle_state", Types.PICKLED_BYTE_ARRAY())
+        )
         # Trackers mirror the keyed state of this subtask: every change is written through to the
         # state, and a restore or rescale creates a new operator instance with an empty cache, which
         # reads each symbol's state on its first record.
@@ -98,7 +104,9 @@ class AnalyzeBars(KeyedProcessFunction):
         stored = self.state.value()
         if not stored:
             return SymbolTracker(self.settings)
-        tracker, reset = restore_or_reset(self.settings, array("d", stored).tolist())
+        candles = self.candle_state.value()
+        tracker, reset = restore_or_reset(self.settings, array("d", stored).tolist(),
+                                          array("d", candles).tolist() if candles else None)
         if reset is None:
             self.activity.restored_symbol(symbol)
         else:
@@ -145,6 +153,9 @@ class AnalyzeBars(KeyedProcessFunction):
             log_event("rebased", symbol=symbol, basis=bar.basis, first_ts=bar.ts,
                       action="the symbol's analysis restarts from this bar at the new price basis")
         self.state.update(packed_state(tracker.to_state()))
+        candles = tracker.take_candle_state()
+        if candles is not None:
+            self.candle_state.update(packed_state(candles))
         yield enriched_row(enriched, tracker.rollups(), tracker.closed_candles())
 
 
@@ -160,9 +171,9 @@ def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None],
                  closed: Sequence[ClosedCandle | None] = ()) -> Row:
     """A row of ``OPERATOR_FIELDS``: the plain fields, then packed (see ``schema``) the numbers and,
     per rollup length, the symbol's open window and the candle that closed with this bar and its
-    indicators; the patterns as two and the signals (the candles' too) as five parallel arrays."""
+    indicators; the patterns and the signals (the candles' too) as one text each."""
     numbers = [math.nan if v is None else v for v in _NUMBERS(enriched)]
-    signals = enriched.signals  # empty lists, not NULL, without signals: thread mode cannot convert NULL
+    signals = enriched.signals
     for i, window in enumerate(rollups):
         numbers += _INCOMPLETE if window is None else window
         candle = closed[i] if closed else None
@@ -172,8 +183,4 @@ def enriched_row(enriched: Enriched, rollups: Sequence[list[float] | None],
             numbers += candle.window
             numbers += [math.nan if v is None else v for v in candle.reading[:len(CANDLE_INDICATORS)]]
             signals += candle.reading.signals
-    patterns = enriched.patterns
-    return Row(*_PLAIN_FIELDS(enriched), _PACK(*numbers), list(patterns), list(patterns.values()),
-               [s.type for s in signals],
-               [s.direction for s in signals], [s.value for s in signals], [s.detail for s in signals],
-               [s.timeframe for s in signals])
+    return Row(*_PLAIN_FIELDS(enriched), _PACK(*numbers), encode_patterns(enriched.patterns), encode_signals(signals))

@@ -18,9 +18,9 @@ from flink_job.core.activity import DEFAULT_SUMMARY_INTERVAL_MS
 from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.operators import DLQ_TAG, AnalyzeBars
 from flink_job.schema import (
-    ENRICHED_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_DOUBLE_FUNCTION, PACKED_FIELD, PATTERNS_FIELD, PATTERNS_SQL,
-    SIGNAL_ITEM_FIELDS, SIGNAL_KEY_SQL,
-    ZIP_SIGNALS_FUNCTION, ZIP_SIGNALS_SQL, names, packed_double_sql, row_type,
+    ENRICHED_FIELDS, NUMBERS, OPERATOR_FIELDS, PACKED_DOUBLE_FUNCTION, PACKED_FIELD, PATTERN_MAP_FUNCTION,
+    PATTERNS_FIELD, PATTERNS_SQL, SIGNAL_ITEM_FIELDS, SIGNAL_KEY_SQL, SIGNAL_ROWS_FUNCTION, SIGNALS_SQL, names,
+    packed_double_sql, row_type,
 )
 
 # JSON_VALUE yields NULL for text that is not JSON or lacks a symbol; such records still reach the
@@ -61,10 +61,10 @@ def analyze(t_env: StreamTableEnvironment, records: Table, settings: AnalyticsSe
         .name("analyze-bars")
         .uid("analyze-bars")
     )
-    # The operator's packed numbers and signal arrays become columns (see schema.OPERATOR_FIELDS),
-    # and the signal rows come from the enriched rows' `signals`.
-    t_env.create_java_temporary_system_function(*PACKED_DOUBLE_FUNCTION)
-    t_env.create_java_temporary_system_function(*ZIP_SIGNALS_FUNCTION)
+    # The operator's packed numbers, signals and patterns texts become columns (see
+    # schema.OPERATOR_FIELDS), and the signal rows come from the enriched rows' `signals`.
+    for function in (PACKED_DOUBLE_FUNCTION, SIGNAL_ROWS_FUNCTION, PATTERN_MAP_FUNCTION):
+        t_env.create_java_temporary_system_function(*function)
     enriched_table = t_env.sql_query(f"SELECT {_enriched_columns()} FROM {t_env.from_data_stream(enriched)}")
     items = ", ".join(f"`{name}`" for name in names(SIGNAL_ITEM_FIELDS))
     return Analysis(
@@ -79,7 +79,7 @@ def _enriched_columns() -> str:
     """SQL for ``ENRICHED_FIELDS`` from a row of ``OPERATOR_FIELDS``."""
     def column(name: str) -> str:
         if name == "signals":
-            return f"{ZIP_SIGNALS_SQL} AS `signals`"
+            return f"{SIGNALS_SQL} AS `signals`"
         if name == PATTERNS_FIELD[0]:
             return f"{PATTERNS_SQL} AS `{name}`"
         if name in NUMBERS:

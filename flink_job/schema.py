@@ -43,18 +43,45 @@ CANDLE_INDICATOR_OFFSETS = {name: offset + 2 * WINDOW_LEN for name, offset in RO
 PACKED_LEN = len(NUMBERS) + ROLLUP_BLOCK_LEN * len(ROLLUP_WINDOWS)
 PACKED_FIELD = ("numbers", BYTES)
 PACKED_DOUBLE_FUNCTION = ("packed_double", "stockanalytics.flink.PackedDouble")  # flink_job/src/main/java
-# The signals travel as five parallel arrays: in thread mode PyFlink converts every ROW inside an
-# ARRAY into one reused Row object (every element would equal the last), so the `signals` rows are
-# zipped on the Java side (ZIP_SIGNALS_SQL).
-SIGNAL_ARRAY_FIELDS = [(f"signal_{name}s", f"ARRAY<{sql_type}>") for name, sql_type in SIGNAL_ITEM_FIELDS]
-# The patterns travel as two parallel arrays too (a Python dict would cross as a generic map per bar);
-# SQL makes the map with MAP_FROM_ARRAYS (PATTERNS_SQL).
-PATTERN_ARRAY_FIELDS = [("pattern_names", f"ARRAY<{STRING}>"), ("pattern_values", f"ARRAY<{LONG}>")]
-PATTERNS_SQL = f"MAP_FROM_ARRAYS({', '.join(n for n, _ in PATTERN_ARRAY_FIELDS)})"
+# The signals and the patterns travel as one text each, empty on most bars: in thread mode PyFlink
+# converts every ROW inside an ARRAY into one reused Row object (every element would equal the last),
+# and every ARRAY or MAP field costs a conversion per element and per bar. Java functions of the job
+# parse them in the SQL projection (SIGNALS_SQL, PATTERNS_SQL); ``encode_signals`` and
+# ``encode_patterns`` write them.
+SIGNALS_TEXT_FIELD = ("signals_text", STRING)
+PATTERNS_TEXT_FIELD = ("patterns_text", STRING)
 OPERATOR_FIELDS = ([(n, t) for n, t in BAR_FIELDS + INDICATOR_FIELDS if t != DOUBLE] + [PACKED_FIELD]
-                   + PATTERN_ARRAY_FIELDS + SIGNAL_ARRAY_FIELDS)
-ZIP_SIGNALS_FUNCTION = ("zip_signals", "stockanalytics.flink.ZipSignals")  # flink_job/src/main/java
-ZIP_SIGNALS_SQL = f"{ZIP_SIGNALS_FUNCTION[0]}({', '.join(n for n, _ in SIGNAL_ARRAY_FIELDS)})"
+                   + [PATTERNS_TEXT_FIELD, SIGNALS_TEXT_FIELD])
+SIGNAL_ROWS_FUNCTION = ("signal_rows", "stockanalytics.flink.SignalRows")  # flink_job/src/main/java
+PATTERN_MAP_FUNCTION = ("pattern_map", "stockanalytics.flink.PatternMap")  # flink_job/src/main/java
+SIGNALS_SQL = f"{SIGNAL_ROWS_FUNCTION[0]}(`{SIGNALS_TEXT_FIELD[0]}`)"
+PATTERNS_SQL = f"{PATTERN_MAP_FUNCTION[0]}(`{PATTERNS_TEXT_FIELD[0]}`)"
+_SIGNAL_SEPARATOR, _FIELD_SEPARATOR = "\x1e", "\x1f"
+_JAVA_DOUBLES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def encode_signals(signals) -> str:
+    """Signals (``signals.Signal``) as the text ``SignalRows`` parses: signals separated by U+001E,
+    their type, direction, value, detail and timeframe by U+001F; None as an empty value."""
+    if not signals:
+        return ""
+    return _SIGNAL_SEPARATOR.join(
+        _FIELD_SEPARATOR.join((s.type, s.direction, "" if s.value is None else _java_double(s.value), s.detail,
+                               s.timeframe))
+        for s in signals)
+
+
+def _java_double(value: float) -> str:
+    text = repr(float(value))
+    return _JAVA_DOUBLES.get(text, text)
+
+
+def encode_patterns(patterns: dict[str, int]) -> str:
+    """Patterns (TA-Lib name -> output) as the text ``PatternMap`` parses: NAME=VALUE pairs
+    separated by ``;``."""
+    return ";".join(f"{name}={value}" for name, value in patterns.items()) if patterns else ""
+
+
 # Internal, not published: the packed numbers, from whose windows ``rollups.rollup_query`` makes
 # the rollup documents.
 INTERNAL_FIELDS = [PACKED_FIELD]

@@ -260,9 +260,9 @@ def test_provisional_readings_are_what_closing_gives_and_change_nothing(bars):
         for candle in tracker.closed_candles():
             if candle is not None:
                 assert candle.reading[:10] == provisional[(candle.timeframe, candle.window[0])][:10]
-        state = tracker.to_state()
+        state = tracker.to_state(), tracker.candle_state()
         readings = tracker.provisional_readings()
-        assert tracker.to_state() == state
+        assert (tracker.to_state(), tracker.candle_state()) == state
         for name, window, reading in zip(ROLLUP_WINDOWS, tracker.rollups(), readings):
             assert reading.provisional and reading.signals == ()
             provisional[(name, window[0])] = reading
@@ -272,11 +272,12 @@ def test_provisional_readings_are_what_closing_gives_and_change_nothing(bars):
 def test_a_state_round_trip_mid_window_continues_exactly(bars, cut):
     tracker = SymbolTracker(SETTINGS)
     before = offer_all(tracker, bars[:cut])
-    state = tracker.to_state()
-    assert state[0] == STATE_LAYOUT_VERSION == 6
-    restored, reset = restore_or_reset(SETTINGS, state)
+    state, candles = tracker.to_state(), tracker.candle_state()
+    assert state[0] == STATE_LAYOUT_VERSION == 7
+    restored, reset = restore_or_reset(SETTINGS, state, candles)
     assert reset is None and restored.closed_candles() == (None, None)
-    assert restored.to_state() == state
+    assert restored.to_state() == state and restored.candle_state() == candles
+    assert restored.take_candle_state() is None, "stored apart already: nothing to write again"
     assert restored.provisional_readings() == tracker.provisional_readings()
     after = offer_all(restored, bars[cut:])
     assert after == offer_all(tracker, bars[cut:])
@@ -300,7 +301,7 @@ def test_a_layout_5_state_reads_and_its_candle_indicators_warm_up_again(bars, cu
         closes = [c.window[4] for c in closed[name]]
         assert_talib(closes, [c.reading for c in closed[name]], label=f"{name} ")
         assert closed[name][0].reading.rsi_14 is None
-    assert restored.to_state()[0] == 6
+    assert restored.to_state()[0] == 7
 
 
 def test_a_layout_2_state_never_closes_the_window_whose_earlier_bars_it_lacks(bars):
@@ -331,14 +332,15 @@ def test_a_new_basis_restarts_the_candle_indicators(bars):
 def test_malformed_candle_indicators_in_a_state_restart_the_warm_up(bars):
     tracker = SymbolTracker(SETTINGS)
     offer_all(tracker, bars[:200])
-    state = tracker.to_state()
-    at = 1 + 6 + 2 + 18  # the 5m candle indicators' length
-    for damaged in (state[:at] + [float("nan")] + state[at + 1:], state[:at] + [1e9] + state[at + 1:],
-                    state[:at + 1] + [CANDLE_SNAPSHOT_VERSION + 1] + state[at + 2:], state[:at + 3]):
-        restored, reset = restore_or_reset(SETTINGS, damaged)
+    state, candles = tracker.to_state(), tracker.candle_state()
+    at = 0  # the 5m candle indicators' length
+    for damaged in (candles[:at] + [float("nan")] + candles[at + 1:], candles[:at] + [1e9] + candles[at + 1:],
+                    candles[:at + 1] + [CANDLE_SNAPSHOT_VERSION + 1] + candles[at + 2:], candles[:at + 3],
+                    [*candles, 1.0], []):
+        restored, reset = restore_or_reset(SETTINGS, state, damaged)
         assert reset is not None and reset.reason in ("malformed", "layout_version")
         assert restored.latest is None
-    restored, reset = restore_or_reset(AnalyticsSettings(rsi_period=7), state)
+    restored, reset = restore_or_reset(AnalyticsSettings(rsi_period=7), state, candles)
     assert reset is not None and reset.reason == "periods_changed"
 
 

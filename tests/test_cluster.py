@@ -212,7 +212,7 @@ def test_a_restart_with_changed_thresholds_continues(cluster, packaged_dist, tmp
         for s in symbols:
             tracker = SymbolTracker(old)
             expected[s] = model_records(first[s], tracker=tracker)
-            tracker = SymbolTracker.from_state(new, tracker.to_state())  # as the restore reads it
+            tracker = SymbolTracker.from_state(new, tracker.to_state(), tracker.candle_state())  # as the restore reads it
             expected[s].update(model_records(second[s], tracker=tracker))
         assert_outputs_equal_model(app, bars, expected)
         assert expected != expected_for(bars, old), "the new thresholds should change some signals"

@@ -352,8 +352,37 @@ def test_restore_names_why_a_snapshot_does_not_fit():
     assert continued.sma_50 is not None and replace(continued, signals=()) == replace(clean, signals=())
 
 
+def version_3_snapshot(snapshot: list[float], s: AnalyticsSettings = SETTINGS) -> list[float]:
+    """A current (version 4) snapshot in the layout of version 3, whose windows (the closes, the
+    returns, the volumes) were length-prefixed and held only the values seen."""
+    it = iter(snapshot[1 + 10:])
+
+    def window(size: int) -> list[float]:
+        slots = [next(it) for _ in range(1 + size)]
+        count = int(slots[0])
+        return [float(count), *slots[1 + size - count:]]
+
+    closes = window(max(s.sma_short_period, s.sma_mid_period, s.sma_long_period, s.bb_period, s.trend_window))
+    previous = next(it)
+    returns, volumes = window(s.zscore_window), window(s.zscore_window)
+    return [3.0, *snapshot[1:11], *closes, previous, *returns, *volumes, *it]
+
+
+@pytest.mark.parametrize("cut", [0, 1, 4, 13, 19, 20, 49, 50, 51, 90])
+def test_a_version_3_snapshot_continues_exactly(cut):
+    bars = generate_bars(8)[:140]
+    analyzer = Analyzer()
+    for bar in bars[:cut]:
+        analyzer.update(bar)
+    old = version_3_snapshot(analyzer.snapshot())
+    assert len(old) < len(analyzer.snapshot()) or cut >= 50
+    restored = Analyzer.restore(SETTINGS, old)
+    assert same_floats(restored.snapshot(), analyzer.snapshot())
+    assert [restored.update(b) for b in bars[cut:]] == [analyzer.update(b) for b in bars[cut:]]
+
+
 def version_1_snapshot(snapshot: list[float], s: AnalyticsSettings = SETTINGS) -> list[float]:
-    """A current snapshot in the layout of version 1, which kept a window of closes per indicator:
+    """A version 3 snapshot in the layout of version 1, which kept a window of closes per indicator:
     each SMA its last period - 1 closes, the bands their SMA's and their last bb_period, the trend
     its last trend_window."""
     it = iter(snapshot[1 + 10:-PATTERNS_SNAPSHOT_LEN])  # version 1 had no candlestick patterns
@@ -385,7 +414,7 @@ def test_a_version_1_snapshot_continues_exactly():
         analyzer = Analyzer()
         for bar in bars[:cut]:
             analyzer.update(bar)
-        restored = Analyzer.restore(SETTINGS, version_1_snapshot(analyzer.snapshot()))
+        restored = Analyzer.restore(SETTINGS, version_1_snapshot(version_3_snapshot(analyzer.snapshot())))
         # Everything continues exactly but the candlestick patterns, whose short warm-up starts again.
         assert [without_patterns(restored.update(b)) for b in bars[cut:]] == \
             [without_patterns(analyzer.update(b)) for b in bars[cut:]], cut

@@ -22,7 +22,7 @@ import talib
 
 from flink_job.core.patterns import (
     DEFAULT_SIGNAL_MIN_STRENGTH, DEFAULT_SIGNAL_PATTERNS, HISTORY, LOOKBACK, PATTERN_NAMES,
-    SNAPSHOT_LEN, SNAPSHOT_VERSION, CandlePatterns, _move_all, _MOVES, parse_signal_patterns,
+    SNAPSHOT_LEN, SNAPSHOT_VERSION, TOTALS, CandlePatterns, _move_all, _MOVES, features, parse_signal_patterns,
     pattern_signals,
 )
 
@@ -243,14 +243,17 @@ def test_unrolled_moves_equal_the_generic_loop():
     """Once every total is live, ``update`` moves them with unrolled code: it must do exactly what
     the loop over ``TOTALS`` does."""
     patterns = CandlePatterns()
+    totals_at, end = 2, SNAPSHOT_LEN
     for row in generated_bars(seed=16, count=2000):
         patterns.update(*row)
-        bars, totals = patterns._bars, list(patterns._totals)
-        if len(bars) == HISTORY:
-            generic = list(totals)
+        state = patterns.snapshot()
+        if state[1] >= HISTORY:
+            bars = [features(*state[i:i + 4]) for i in range(end - 4 * HISTORY, end, 4)]
+            generic = state[totals_at:totals_at + len(TOTALS)]
             for slot, field, new, old, _ in _MOVES:
                 generic[slot] += bars[new][field] - bars[old][field]
-            _move_all(totals, bars[-1], bars[-2], bars)
+            totals = state[totals_at:totals_at + len(TOTALS)]
+            _move_all(totals, state[end - 4 * HISTORY:end])
             assert totals == generic
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
 
 from flink_job.core.activity import Activity
 from flink_job.core.analyzer import AnalyticsSettings
-from flink_job.core.bars import RAW_LIMIT_BYTES, InvalidBar, clip_utf8, format_ts, parse_bar, parse_keyed
+from flink_job.core.bars import RAW_LIMIT_BYTES, Bar, InvalidBar, clip_utf8, format_ts, parse_bar, parse_keyed
 from flink_job.core.rollups import ROLLUP_WINDOWS
-from flink_job.core.symbol_state import Outcome, SymbolTracker, restore_or_reset
+from flink_job.core.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
 from tests.bar_data import generate_bars, rollup_differences
 
 NOW_MS = 1_710_000_000_000  # 2024-03-09T16:00:00Z
@@ -145,7 +146,7 @@ def test_the_basis_survives_a_state_round_trip_and_a_version_4_state_reads_at_ba
     settings = AnalyticsSettings()
     tracker = SymbolTracker(settings)
     run(tracker, _rebased(series[:40], 2.0, basis=2))
-    restored = SymbolTracker.from_state(settings, tracker.to_state())
+    restored = SymbolTracker.from_state(settings, tracker.to_state(), tracker.candle_state())
     assert restored.basis == 2
     assert run(restored, _rebased(series[40:], 2.0, basis=2)) == run(tracker, _rebased(series[40:], 2.0, basis=2))
     plain = SymbolTracker(settings)
@@ -161,14 +162,14 @@ def test_state_round_trip_continues_exactly(series):
     settings = AnalyticsSettings()
     tracker = SymbolTracker(settings)
     run(tracker, series[:40])
-    state = tracker.to_state()
-    restored = SymbolTracker.from_state(settings, state)
+    state, candles = tracker.to_state(), tracker.candle_state()
+    restored = SymbolTracker.from_state(settings, state, candles)
     assert restored.offer(series[39]) == (Outcome.DUPLICATE, None)
     assert run(restored, series[40:]) == run(tracker, series[40:])
     # The analysis before the latest bar is stored, the one after it rebuilt: a revision still works.
     revised = replace(series[39], close=series[39].low, volume=series[39].volume + 1)
     expected = run(SymbolTracker(settings), series[:39] + [revised])[-1]
-    assert run(SymbolTracker.from_state(settings, state), [revised]) == [(Outcome.REVISED, expected[1])]
+    assert run(SymbolTracker.from_state(settings, state, candles), [revised]) == [(Outcome.REVISED, expected[1])]
 
 
 # --- restarts whose stored state no longer fits ---------------------------------------------------
@@ -176,7 +177,7 @@ def test_changed_periods_restart_the_warm_up_instead_of_failing(series):
     old, new = AnalyticsSettings(), AnalyticsSettings(sma_mid_period=10, rsi_period=7)
     tracker = SymbolTracker(old)
     run(tracker, series[:60])
-    restored, reset = restore_or_reset(new, tracker.to_state())
+    restored, reset = restore_or_reset(new, tracker.to_state(), tracker.candle_state())
     assert reset is not None and reset.reason == "periods_changed"
     assert "sma_mid_period" in reset.detail and "rsi_period" in reset.detail
     # The symbol starts afresh under the new periods: exactly a new run from the next bar on.
@@ -199,7 +200,7 @@ def test_state_of_an_older_layout_restarts_the_warm_up(series):
 def test_malformed_state_restarts_the_warm_up(series, damage):
     tracker = SymbolTracker(AnalyticsSettings())
     run(tracker, series[:30])
-    restored, reset = restore_or_reset(AnalyticsSettings(), damage(tracker.to_state()))
+    restored, reset = restore_or_reset(AnalyticsSettings(), damage(tracker.to_state()), tracker.candle_state())
     assert reset is not None and reset.reason in ("malformed", "layout_version")
     assert restored.latest is None
 
@@ -208,7 +209,7 @@ def test_changed_thresholds_simply_continue(series):
     tracker = SymbolTracker(AnalyticsSettings())
     run(tracker, series[:60])
     other = AnalyticsSettings(volume_spike_z=2.0, price_anomaly_z=3.0, rsi_upper=60.0, trend_flat_band=0.001)
-    restored, reset = restore_or_reset(other, tracker.to_state())
+    restored, reset = restore_or_reset(other, tracker.to_state(), tracker.candle_state())
     assert reset is None
     assert restored.offer(series[59]) == (Outcome.DUPLICATE, None)  # it knows the latest bar
     continued = [e for _, e in run(restored, series[60:])]
@@ -305,7 +306,7 @@ def test_state_round_trip_keeps_the_open_windows(series, cut):
     settings = AnalyticsSettings()
     tracker = SymbolTracker(settings)
     docs = rollup_docs(tracker, series[:cut])
-    restored = SymbolTracker.from_state(settings, tracker.to_state())
+    restored = SymbolTracker.from_state(settings, tracker.to_state(), tracker.candle_state())
     assert_rollups(rollup_docs(restored, series[cut:], docs), series)
 
 
@@ -321,7 +322,8 @@ def older_layout_state(tracker: SymbolTracker, with_windows: bool = True) -> lis
 
 def layout_5_state(tracker: SymbolTracker) -> list[float]:
     """The tracker's state in layout 5: version, latest bar, revision, basis, the open windows, then
-    the analysis before the latest bar (layout 6 adds the candle indicators before that analysis)."""
+    the analysis before the latest bar (layout 6 adds the candle indicators before that analysis,
+    layout 7 is layout 5 with the candle indicators stored apart)."""
     return [5.0, *tracker.latest, float(tracker.revision), float(tracker.basis),
             *(x for w in tracker.windows for x in w), *tracker.before]
 
@@ -357,3 +359,25 @@ def test_a_layout_2_state_continues_without_the_window_it_cannot_know(series):
         assert open_at_restore not in docs[name], "a window missing its earlier bars must not be written"
         assert rollup_differences(list(docs[name].values()), {later[0].symbol: [b.to_record() for b in later]},
                                   minutes) == [], name
+
+
+def test_a_layout_6_state_of_the_release_before_continues_exactly():
+    """``data/state_layout_6.json`` holds a state as the release before layout 7 wrote it (its
+    analysis snapshot of version 3, its candle snapshots of version 1, all length-prefixed windows),
+    the bars that followed (a revision of the latest bar first) and what that release made of them:
+    the same outcomes, enriched records, final candles and open windows, to the last bit."""
+    fixture = json.loads((Path(__file__).parent / "data" / "state_layout_6.json").read_text())
+    assert fixture["state"][0] == 6.0
+    restored, reset = restore_or_reset(AnalyticsSettings(), fixture["state"])
+    assert reset is None
+    for record, want in zip(fixture["bars"], fixture["expected"], strict=True):
+        bar = Bar(record["symbol"], record["ts"], record["ts_ms"], record["open"], record["high"], record["low"],
+                  record["close"], record["volume"], record["interval"], record["source"])
+        outcome, enriched = restored.offer(bar)
+        got = {"outcome": outcome.value, "enriched": enriched.to_record(),
+               "closed": [c.to_record(bar.symbol) for c in restored.closed_candles() if c is not None],
+               "rollups": restored.rollups()}
+        assert json.dumps(got) == json.dumps(want), record["ts"]
+    assert sum(bool(want["closed"]) for want in fixture["expected"]) >= 5
+    assert restored.to_state()[0] == STATE_LAYOUT_VERSION == 7
+    assert restored.take_candle_state() is not None, "the candle indicators read from layout 6 are stored apart"

@@ -11,7 +11,6 @@ Pure: no Flink, no I/O.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -19,20 +18,24 @@ from itertools import islice
 
 from flink_job.core.bars import Bar
 from flink_job.core.indicators import (
-    PERIOD_FIELDS, EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, Return, SessionVWAP, Trend,
-    TrailingZScore, VolumeZScore, dump_window, load_window, new_york_session,
+    PERIOD_FIELDS, EMA, MACD, RSI, SMA, TREND_CODES, TREND_NAMES, AnalyticsSettings, BollingerBands, Return,
+    SessionVWAP, Trend, TrailingZScore, VolumeZScore, new_york_session,
 )
 from flink_job.core.patterns import SNAPSHOT_LEN, CandlePatterns, pattern_signals
-from flink_job.core.signals import (
-    INITIAL_STATE, Reading, Signal, SignalState, detect, dump_state, load_state,
-)
+from flink_job.core.signals import STATE_SIZE, Reading, Signal, SignalState, detect
+from flink_job.core.slots import NAN, History, encode, widen_window
 
 REGULAR = "regular"
 CANDLE_PATTERN = "candle_pattern"  # the signal type of a candlestick pattern (detail: its TA-Lib name)
 EXTENDED = "extended"
 # 2: one history of closes instead of a window per indicator; 3: the candlestick patterns' state at
-# the end (a version 1 or 2 snapshot restores with the patterns' warm-up, 13 bars, starting again).
-SNAPSHOT_VERSION = 3.0
+# the end (a version 1 or 2 snapshot restores with the patterns' warm-up, 13 bars, starting again);
+# 4: the analyzer's own flat slots, each window at a fixed place and length (``History``) instead of
+# length-prefixed. Versions 1 to 3 still restore exactly.
+SNAPSHOT_VERSION = 4.0
+# After the closes and the two z-score windows, the scalars of a version 2 or 3 snapshot, as version 4
+# keeps them: the three SMAs' sums, two EMAs, the MACD's three EMAs, RSI, the bands' SMA, VWAP.
+_SCALARS = 3 + 3 + 3 + 9 + 4 + 1 + 3
 DEFAULT_SETTINGS = AnalyticsSettings()
 
 
@@ -99,43 +102,52 @@ RECORD_FIELDS = tuple(f.name for f in fields(Enriched) if f.name not in ("ts_ms"
 
 
 @lru_cache(maxsize=8)
-def _snapshot_header(settings: AnalyticsSettings) -> tuple[float, ...]:
-    """A snapshot's leading values; cached, as a snapshot is taken per bar."""
-    return (SNAPSHOT_VERSION, *settings.state_key())
+def _snapshot_header(settings: AnalyticsSettings) -> list[float]:
+    """A snapshot's leading values: the version and the periods that shape it."""
+    return [SNAPSHOT_VERSION, *settings.state_key()]
 
 
 class Analyzer:
-    """Indicators and signals of one symbol, updated bar by bar with bounded state."""
+    """Indicators and signals of one symbol, updated bar by bar with bounded state.
 
-    __slots__ = ("settings", "_return", "_return_z", "_volume_z", "_sma_short", "_sma_mid",
+    The whole state is one flat list of floats (``slots``), which every indicator updates in place:
+    the snapshot header (version and periods), the history of closes, each indicator's slots in a
+    fixed order, the signal memory and the candlestick patterns. A snapshot is a copy of it.
+    """
+
+    __slots__ = ("settings", "slots", "_return", "_return_z", "_volume_z", "_sma_short", "_sma_mid",
                  "_sma_long", "_ema_fast", "_ema_slow", "_macd", "_rsi", "_bands", "_vwap",
-                 "_trend", "_closes", "_parts", "_signal_state", "_patterns")
+                 "_trend", "_closes", "_signal_at", "_memory", "_patterns", "_checked")
 
     def __init__(self, settings: AnalyticsSettings = DEFAULT_SETTINGS) -> None:
         s = settings
         self.settings = settings
-        self._return = Return()
-        self._return_z = TrailingZScore(s.zscore_window)
-        self._volume_z = VolumeZScore(s.zscore_window)
-        # The closes the moving averages, the bands and the trend look back over, kept once.
-        self._closes: deque[float] = deque(maxlen=max(
-            s.sma_short_period, s.sma_mid_period, s.sma_long_period, s.bb_period, s.trend_window))
+        state = self.slots = list(_snapshot_header(settings))
+        # The closes the moving averages, the bands and the trend look back over, kept once. The
+        # slots' order below is the snapshot's; changing it needs a new SNAPSHOT_VERSION.
+        self._closes = History(max(s.sma_short_period, s.sma_mid_period, s.sma_long_period, s.bb_period,
+                                   s.trend_window), state)
+        self._return = Return(state)
+        self._return_z = TrailingZScore(s.zscore_window, state)
+        self._volume_z = VolumeZScore(s.zscore_window, state)
         self._sma_short = SMA(s.sma_short_period, self._closes)
         self._sma_mid = SMA(s.sma_mid_period, self._closes)
         self._sma_long = SMA(s.sma_long_period, self._closes)
-        self._ema_fast = EMA(s.ema_fast_period)
-        self._ema_slow = EMA(s.ema_slow_period)
-        self._macd = MACD(s.ema_fast_period, s.ema_slow_period, s.macd_signal_period)
-        self._rsi = RSI(s.rsi_period)
+        self._ema_fast = EMA(s.ema_fast_period, state=state)
+        self._ema_slow = EMA(s.ema_slow_period, state=state)
+        self._macd = MACD(s.ema_fast_period, s.ema_slow_period, s.macd_signal_period, state)
+        self._rsi = RSI(s.rsi_period, state)
         self._bands = BollingerBands(s.bb_period, s.bb_stddev, self._closes)
-        self._vwap = SessionVWAP()
+        self._vwap = SessionVWAP(state)
         self._trend = Trend(s.trend_window, s.trend_flat_band, self._closes)
-        # Snapshot order, after the closes; changing it needs a new SNAPSHOT_VERSION.
-        self._parts = (self._return, self._return_z, self._volume_z, self._sma_short,
-                       self._sma_mid, self._sma_long, self._ema_fast, self._ema_slow, self._macd,
-                       self._rsi, self._bands, self._vwap, self._trend)
-        self._signal_state: SignalState = INITIAL_STATE
-        self._patterns = CandlePatterns()
+        # The signal memory (``signals.SignalState``): four sides, the previous RSI, the trend code.
+        self._signal_at = len(state)
+        state += (0.0, 0.0, 0.0, 0.0, NAN, NAN)
+        self._memory = SignalState()  # the same, as ``detect`` takes it
+        self._patterns = CandlePatterns(state)
+        # Validators of a restored state, in slot order (the volume z-score also rebuilds its sums).
+        self._checked = (self._closes, self._return_z, self._volume_z, self._ema_fast, self._ema_slow,
+                         self._macd, self._rsi, self._vwap, self._patterns)
 
     def update(self, bar: Bar) -> Enriched:
         close = bar.close
@@ -151,11 +163,15 @@ class Analyzer:
         bb_upper, bb_middle, bb_lower = self._bands.update(close)
         trend, trend_slope = self._trend.update(close)
         vwap = self._vwap.update(day, regular, bar.high, bar.low, close, bar.volume)
-        signals, self._signal_state = detect(
-            self._signal_state,
+        signals, memory = detect(
+            self._memory,
             Reading(close, sma_mid, sma_long, macd, macd_signal, rsi, bb_upper, bb_lower,
                     volume_z, return_1, return_z, trend, trend_slope),
             self.settings)
+        self._memory = memory
+        i = self._signal_at
+        self.slots[i:i + STATE_SIZE] = (float(memory[0]), float(memory[1]), float(memory[2]), float(memory[3]),
+                                        encode(memory[4]), NAN if memory[5] is None else TREND_CODES[memory[5]])
         patterns = self._patterns.update(bar.open, bar.high, bar.low, close)
         if patterns:
             signals = self._with_pattern_signals(signals, patterns)
@@ -175,50 +191,71 @@ class Analyzer:
                                for name, value in found)
 
     def snapshot(self) -> list[float]:
-        """The whole state as a flat list of floats (None as NaN, counts and codes as floats)."""
-        out = [*_snapshot_header(self.settings)]
-        dump_window(out, self._closes)
-        for part in self._parts:
-            part.dump(out)
-        dump_state(self._signal_state, out)
-        out += self._patterns.snapshot()
-        return out
+        """The whole state as a flat list of floats: a copy of the slots."""
+        return self.slots[:]
 
     @classmethod
     def restore(cls, settings: AnalyticsSettings, snapshot: Iterable[float]) -> Analyzer:
         """The analyzer a ``snapshot`` was taken from. Raises ``IncompatibleState`` if the snapshot
         has another layout version, was taken under other periods, or is malformed."""
         analyzer = cls(settings)
-        it = iter(snapshot)
+        values = snapshot if isinstance(snapshot, list) else list(snapshot)
+        if not values:
+            raise IncompatibleState("malformed", "snapshot is empty")
+        version = values[0]
+        if version not in (1.0, 2.0, 3.0, SNAPSHOT_VERSION):
+            raise IncompatibleState("layout_version",
+                                    f"analysis snapshot version {version!r}, expected {SNAPSHOT_VERSION!r}")
+        header = _snapshot_header(settings)
+        periods = values[1:len(header)]
+        if periods != header[1:]:
+            if len(periods) < len(PERIOD_FIELDS):
+                raise IncompatibleState("malformed", "snapshot is truncated")
+            changed = {name: f"{int(old)} -> {int(new)}" for name, old, new
+                       in zip(PERIOD_FIELDS, periods, settings.state_key()) if old != new}
+            raise IncompatibleState("periods_changed", f"periods changed: {changed}")
+        slots = analyzer.slots
         try:
-            version = next(it)
-            if version not in (1.0, 2.0, SNAPSHOT_VERSION):
-                raise IncompatibleState("layout_version",
-                                        f"analysis snapshot version {version!r}, expected {SNAPSHOT_VERSION!r}")
-            periods = [next(it) for _ in PERIOD_FIELDS]
-            if periods != settings.state_key():
-                changed = {name: f"{int(old)} -> {int(new)}" for name, old, new
-                           in zip(PERIOD_FIELDS, periods, settings.state_key()) if old != new}
-                raise IncompatibleState("periods_changed", f"periods changed: {changed}")
-            if version == 1.0:
-                it = iter(_version_1_body(it))
-            load_window(it, analyzer._closes)
-            for part in analyzer._parts:
-                part.load(it)
-            analyzer._signal_state = load_state(it)
-            if version == SNAPSHOT_VERSION:
-                analyzer._patterns = CandlePatterns.restore(list(islice(it, SNAPSHOT_LEN)))
+            body = values[len(header):] if version == SNAPSHOT_VERSION else analyzer._widened(
+                iter(values[len(header):]), version)
+            if len(body) != len(slots) - len(header):
+                raise IncompatibleState("malformed", "snapshot is truncated" if len(body) < len(slots) - len(header)
+                                        else "snapshot has trailing values")
+            slots[len(header):] = body
+            for part in analyzer._checked:
+                part.check()
+            i = analyzer._signal_at
+            for side in slots[i:i + 4]:
+                if side not in (-1.0, 0.0, 1.0):
+                    raise ValueError(f"signal side {side!r} is not -1, 0 or 1")
+            if slots[i + 5] == slots[i + 5] and slots[i + 5] not in TREND_NAMES:
+                raise IncompatibleState("malformed", "snapshot has an unknown trend code")
+            analyzer._memory = SignalState(int(slots[i]), int(slots[i + 1]), int(slots[i + 2]), int(slots[i + 3]),
+                                           None if slots[i + 4] != slots[i + 4] else slots[i + 4],
+                                           TREND_NAMES.get(slots[i + 5]))
         except StopIteration:
             raise IncompatibleState("malformed", "snapshot is truncated") from None
-        except KeyError:
-            raise IncompatibleState("malformed", "snapshot has an unknown trend code") from None
         except IncompatibleState:
             raise
-        except ValueError as err:  # a window that does not fit its period
+        except (ValueError, OverflowError) as err:  # a window that does not fit its period, a NaN count
             raise IncompatibleState("malformed", str(err)) from None
-        if next(it, None) is not None:
-            raise IncompatibleState("malformed", "snapshot has trailing values")
         return analyzer
+
+    def _widened(self, it: Iterator[float], version: float) -> list[float]:
+        """The body of a version 1 to 3 snapshot (after its header) in this layout: its
+        length-prefixed windows at their fixed lengths; a version 1 or 2 snapshot, which had no
+        candlestick patterns, gets their empty slots (their short warm-up starts again)."""
+        if version == 1.0:
+            it = iter(_version_1_body(it))
+        zscore = self.settings.zscore_window
+        body = widen_window(it, self._closes.size)
+        body.append(next(it))  # the previous close (``Return``)
+        body += widen_window(it, zscore)
+        body += widen_window(it, zscore)
+        body += islice(it, _SCALARS + STATE_SIZE)
+        body += islice(it, SNAPSHOT_LEN) if version == 3.0 else CandlePatterns().snapshot()
+        body += it  # trailing values: the length check rejects them
+        return body
 
 
 def _version_1_body(it: Iterator[float]) -> list[float]:

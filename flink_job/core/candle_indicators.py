@@ -8,7 +8,8 @@ signal rules (``signals.detect``): on a closed candle, ``macd_cross`` and ``rsi_
 1-minute bar and carry the candle's ``timeframe``.
 
 ``provisional`` gives the values the open candle would get if it closed now, leaving the state as it
-was. ``snapshot``/``restore`` round-trip exactly as a short flat list of floats.
+was. The state is one flat list of floats that the indicators update in place (``slots``);
+``snapshot``/``restore`` copy it.
 
 Pure: no Flink, no I/O.
 """
@@ -16,7 +17,6 @@ Pure: no Flink, no I/O.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -24,13 +24,14 @@ from typing import NamedTuple
 
 from flink_job.core.analyzer import IncompatibleState
 from flink_job.core.bars import format_ts
-from flink_job.core.indicators import (
-    EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands, decode, dump_window, encode, load_window,
-)
+from flink_job.core.indicators import EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands
 from flink_job.core.rollups import CLOSE, COUNT, HIGH, LOW, OPEN, START, SUM_CLOSE, SUM_TYPICAL_VOLUME, VOLUME
 from flink_job.core.signals import Reading, Signal, SignalState, detect
+from flink_job.core.slots import NAN, History, decode, encode, widen_window
 
-CANDLE_SNAPSHOT_VERSION = 1.0
+# 2: the flat slots, the window of closes at a fixed place and length; version 1 (length-prefixed)
+# still restores exactly.
+CANDLE_SNAPSHOT_VERSION = 2.0
 # The periods that shape a candle snapshot (stored in its header, as the analyzer's are).
 CANDLE_PERIOD_FIELDS = ("sma_mid_period", "ema_fast_period", "ema_slow_period", "macd_signal_period",
                         "rsi_period", "bb_period")
@@ -73,32 +74,36 @@ INDICATOR_NAMES = CandleReading._fields[:10]
 
 
 @lru_cache(maxsize=8)
-def _snapshot_header(settings: AnalyticsSettings) -> tuple[float, ...]:
-    return (CANDLE_SNAPSHOT_VERSION, *(float(getattr(settings, name)) for name in CANDLE_PERIOD_FIELDS))
+def _snapshot_header(settings: AnalyticsSettings) -> list[float]:
+    return [CANDLE_SNAPSHOT_VERSION, *(float(getattr(settings, name)) for name in CANDLE_PERIOD_FIELDS)]
 
 
 class CandleIndicators:
-    """The indicators and signal memory of one symbol's candles of one length (``timeframe``)."""
+    """The indicators and signal memory of one symbol's candles of one length (``timeframe``).
 
-    __slots__ = ("settings", "timeframe", "_closes", "_sma", "_ema_fast", "_ema_slow", "_macd", "_rsi",
-                 "_bands", "_parts", "_signal_state")
+    State (``slots``, one flat list of floats): version and periods, the closes, each indicator's
+    slots, then the last MACD side and the previous RSI (the only signal memory a candle needs).
+    """
+
+    __slots__ = ("settings", "timeframe", "slots", "_closes", "_sma", "_ema_fast", "_ema_slow", "_macd",
+                 "_rsi", "_bands", "_memory_at")
 
     def __init__(self, settings: AnalyticsSettings = DEFAULT_SETTINGS, timeframe: str = "5m") -> None:
         s = settings
         self.settings = settings
         self.timeframe = timeframe
-        # The closes the SMA and the bands look back over, kept once (as in ``analyzer``).
-        self._closes: deque[float] = deque(maxlen=max(s.sma_mid_period, s.bb_period))
+        state = self.slots = list(_snapshot_header(settings))
+        # The closes the SMA and the bands look back over, kept once (as in ``analyzer``). The slots'
+        # order is the snapshot's; changing it needs a new CANDLE_SNAPSHOT_VERSION.
+        self._closes = History(max(s.sma_mid_period, s.bb_period), state)
         self._sma = SMA(s.sma_mid_period, self._closes)
-        self._ema_fast = EMA(s.ema_fast_period)
-        self._ema_slow = EMA(s.ema_slow_period)
-        self._macd = MACD(s.ema_fast_period, s.ema_slow_period, s.macd_signal_period)
-        self._rsi = RSI(s.rsi_period)
+        self._ema_fast = EMA(s.ema_fast_period, state=state)
+        self._ema_slow = EMA(s.ema_slow_period, state=state)
+        self._macd = MACD(s.ema_fast_period, s.ema_slow_period, s.macd_signal_period, state)
+        self._rsi = RSI(s.rsi_period, state)
         self._bands = BollingerBands(s.bb_period, s.bb_stddev, self._closes)
-        # Snapshot order, after the closes; changing it needs a new CANDLE_SNAPSHOT_VERSION.
-        self._parts = (self._sma, self._ema_fast, self._ema_slow, self._macd, self._rsi, self._bands)
-        # Only the MACD side and the previous RSI are ever set: the other differences are never given.
-        self._signal_state = SignalState()
+        self._memory_at = len(state)
+        state += (0.0, NAN)  # the last MACD side, the previous RSI
 
     def _update(self, close: float) -> tuple[float | None, ...]:
         """The ten indicator values after ``close``; changes the state."""
@@ -112,12 +117,14 @@ class CandleIndicators:
         """The reading of a final candle whose close is ``candle_close``, the next in order, with its
         ``macd_cross`` and ``rsi_zone`` signals (the 1-minute rules, see ``signals``)."""
         values = self._update(candle_close)
+        s, i = self.slots, self._memory_at
         # Only the MACD lines and the RSI are given, so only macd_cross and rsi_zone can fire.
-        signals, self._signal_state = detect(
-            self._signal_state,
+        signals, memory = detect(
+            SignalState(macd_side=int(s[i]), rsi=decode(s[i + 1])),
             Reading(candle_close, None, None, values[3], values[4], values[6], None, None, None, None, None,
                     None, None),
             self.settings)
+        s[i], s[i + 1] = float(memory.macd_side), encode(memory.rsi)
         if signals:
             signals = tuple(replace(signal, timeframe=self.timeframe) for signal in signals)
         return CandleReading._make((*values, False, signals))
@@ -125,31 +132,16 @@ class CandleIndicators:
     def provisional(self, open_candle_close: float) -> CandleReading:
         """The values the open candle would get if it closed now at ``open_candle_close``, marked
         provisional, without signals; the state is left exactly as it was."""
-        saved: list[float] = []
-        for part in self._parts:  # their scalars; the shared closes are restored below
-            part.dump(saved)
-        closes = self._closes
-        dropped = closes[0] if len(closes) == closes.maxlen else None
+        saved = self.slots[:]
         try:
             values = self._update(open_candle_close)
         finally:
-            closes.pop()
-            if dropped is not None:
-                closes.appendleft(dropped)
-            it = iter(saved)
-            for part in self._parts:
-                part.load(it)
+            self.slots[:] = saved
         return CandleReading._make((*values, True, ()))
 
     def snapshot(self) -> list[float]:
-        """The state as a flat list of floats: version, periods, the last closes, the indicators'
-        scalars, the last MACD side and the previous RSI (at most about 50 values)."""
-        out = [*_snapshot_header(self.settings)]
-        dump_window(out, self._closes)
-        for part in self._parts:
-            part.dump(out)
-        out += (float(self._signal_state.macd_side), encode(self._signal_state.rsi))
-        return out
+        """The state as a flat list of floats (a copy of the slots, about 50 values)."""
+        return self.slots[:]
 
     @classmethod
     def restore(cls, settings: AnalyticsSettings, snapshot: Iterable[float],
@@ -157,33 +149,42 @@ class CandleIndicators:
         """The ``CandleIndicators`` a ``snapshot`` was taken from. Raises ``IncompatibleState`` if the
         snapshot has another version, was taken under other periods, or is malformed."""
         candles = cls(settings, timeframe)
-        it = iter(snapshot)
+        values = list(snapshot)
+        if not values:
+            raise IncompatibleState("malformed", "candle snapshot is empty")
+        version = values[0]
+        if version not in (1.0, CANDLE_SNAPSHOT_VERSION):
+            raise IncompatibleState("layout_version", f"candle snapshot version {version!r}, "
+                                                      f"expected {CANDLE_SNAPSHOT_VERSION!r}")
+        header = _snapshot_header(settings)
+        periods = values[1:len(header)]
+        if periods != header[1:]:
+            if len(periods) < len(CANDLE_PERIOD_FIELDS):
+                raise IncompatibleState("malformed", "candle snapshot is truncated")
+            changed = {name: f"{old:g} -> {new:g}" for name, old, new
+                       in zip(CANDLE_PERIOD_FIELDS, periods, header[1:]) if old != new}
+            raise IncompatibleState("periods_changed", f"candle periods changed: {changed}")
+        slots = candles.slots
         try:
-            version = next(it)
-            if version != CANDLE_SNAPSHOT_VERSION:
-                raise IncompatibleState("layout_version", f"candle snapshot version {version!r}, "
-                                                          f"expected {CANDLE_SNAPSHOT_VERSION!r}")
-            header = _snapshot_header(settings)
-            periods = [next(it) for _ in CANDLE_PERIOD_FIELDS]
-            if periods != list(header[1:]):
-                changed = {name: f"{old:g} -> {new:g}" for name, old, new
-                           in zip(CANDLE_PERIOD_FIELDS, periods, header[1:]) if old != new}
-                raise IncompatibleState("periods_changed", f"candle periods changed: {changed}")
-            load_window(it, candles._closes)
-            for part in candles._parts:
-                part.load(it)
-            macd_side = int(next(it))
-            if macd_side not in (-1, 0, 1):
+            body = values[len(header):]
+            if version == 1.0:  # its closes were length-prefixed
+                it = iter(body)
+                body = widen_window(it, candles._closes.size) + list(it)
+            if len(body) != len(slots) - len(header):
+                raise IncompatibleState("malformed", "candle snapshot is truncated" if len(body) < len(slots) - len(header)
+                                        else "candle snapshot has trailing values")
+            slots[len(header):] = body
+            for part in (candles._closes, candles._ema_fast, candles._ema_slow, candles._macd, candles._rsi):
+                part.check()
+            macd_side = slots[candles._memory_at]
+            if macd_side not in (-1.0, 0.0, 1.0):
                 raise ValueError(f"MACD side {macd_side} is not -1, 0 or 1")
-            candles._signal_state = SignalState(macd_side=macd_side, rsi=decode(next(it)))
         except StopIteration:
             raise IncompatibleState("malformed", "candle snapshot is truncated") from None
         except IncompatibleState:
             raise
         except (ValueError, OverflowError) as err:  # a window that does not fit, a NaN count
             raise IncompatibleState("malformed", f"candle snapshot: {err}") from None
-        if next(it, None) is not None:
-            raise IncompatibleState("malformed", "candle snapshot has trailing values")
         return candles
 
 

@@ -1,7 +1,9 @@
 """Incremental technical indicators for one symbol's bar stream.
 
-Each class takes one value per bar through ``update`` and keeps only the bounded window it needs,
-so per-symbol state stays small and checkpoints as a flat list of floats (``dump``/``load``).
+Each class takes one value per bar through ``update`` and keeps only the bounded window it needs.
+Its state lives in *slots* of one flat list of floats that the indicators of a symbol share (see
+``Slots``): an indicator updates its slots in place, so the whole analysis of a symbol is one flat
+numeric layout and its snapshot is a copy of that list. None travels as NaN, counts as floats.
 
 The TA-Lib-equivalent indicators reproduce TA-Lib on the same input sequence. Where TA-Lib's
 answer depends on its order of float operations (running window sums, EMA recursion, Wilder
@@ -15,18 +17,15 @@ Pure: no Flink, no I/O.
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
-from itertools import islice
 from operator import mul, sub
 from zoneinfo import ZoneInfo
 
 from flink_job.core.patterns import DEFAULT_SIGNAL_MIN_STRENGTH, DEFAULT_SIGNAL_PATTERNS, PATTERN_NAMES
+from flink_job.core.slots import NAN, History, Slots, check_count, history_of
 
-NAN = math.nan
 NONE3: tuple[None, None, None] = (None, None, None)
 
 PERIOD_FIELDS = (
@@ -100,34 +99,6 @@ class AnalyticsSettings:
         return [float(getattr(self, name)) for name in PERIOD_FIELDS]
 
 
-# --- snapshot encoding: None travels as NaN, counts as floats --------------------------------
-
-
-def encode(value: float | None) -> float:
-    return NAN if value is None else value
-
-
-def decode(value: float) -> float | None:
-    return None if value != value else value
-
-
-def dump_window(out: list[float], window: deque) -> None:
-    """Append ``window`` length-prefixed; its values are floats already (see ``VolumeZScore``)."""
-    out.append(float(len(window)))
-    out += window
-
-
-def load_window(it: Iterator[float], window: deque) -> None:
-    """Refill ``window`` from a length-prefixed run of floats."""
-    count = int(next(it))
-    if not 0 <= count <= (window.maxlen or 0):
-        raise ValueError(f"window of {count} values does not fit maxlen {window.maxlen}")
-    window.clear()
-    window.extend(islice(it, count))
-    if len(window) != count:
-        raise ValueError("snapshot is truncated")
-
-
 # --- New York trading session ----------------------------------------------------------------
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -153,99 +124,73 @@ def new_york_session(ts_ms: int) -> tuple[int, bool]:
 # --- moving averages and oscillators (TA-Lib equivalents) ------------------------------------
 
 
-# A history of the latest closes (a deque) can be shared by the indicators that look back over a
-# window of closes: a bar appends its close once, and a snapshot holds each close once. Its owner
-# appends each value before updating the indicators that read it; an indicator built without one
-# keeps and appends to its own.
-
-
-def history_of(period: int, closes: deque | None) -> tuple[deque, bool]:
-    """(the closes an indicator over ``period`` values reads, whether it owns them)."""
-    if closes is None:
-        return deque(maxlen=period), True
-    if (closes.maxlen or 0) < period:
-        raise ValueError(f"a history of {closes.maxlen} closes is shorter than the period {period}")
-    return closes, False
-
-
-class SMA:
+class SMA(Slots):
     """``talib.SMA``: TA-Lib's running window sum, replayed operation for operation.
 
     TA-Lib adds the new value, divides, then subtracts the value leaving the window; the rounding
     residue that running sum carries is part of TA-Lib's answer. Replaying it keeps results
     bit-identical on any series, whereas an exactly recomputed window sum drifts *away* from TA-Lib
     once prices fall by orders of magnitude (~6e-5 relative on a 1e6 -> 1e-4 series).
-    ``closes``: a shared history of closes (see ``history_of``).
+    ``closes``: a shared history of closes (else it keeps its own). Slot: the running sum of the
+    last period - 1 values.
     """
 
-    __slots__ = ("period", "_closes", "_own", "_total")
+    __slots__ = ("period", "_closes", "_own")
 
-    def __init__(self, period: int, closes: deque | None = None) -> None:
+    def __init__(self, period: int, closes: History | None = None, state: list[float] | None = None) -> None:
+        self._closes, self._own = history_of(period, closes, state)
+        super().__init__(self._closes.s, [0.0])
         self.period = period
-        self._closes, self._own = history_of(period, closes)
-        self._total = 0.0  # the running sum of the last period - 1 values before this one
 
     def update(self, value: float) -> float | None:
         closes = self._closes
         if self._own:
             closes.append(value)
-        total = self._total + value
-        if len(closes) < self.period:
-            self._total = total
+        s, i, period = self.s, self.o, self.period
+        total = s[i] + value
+        if s[closes.o] < period:
+            s[i] = total
             return None
-        self._total = total - closes[-self.period]
-        return total / self.period
-
-    def dump(self, out: list[float]) -> None:
-        out.append(self._total)
-        if self._own:
-            dump_window(out, self._closes)
-
-    def load(self, it: Iterator[float]) -> None:
-        self._total = next(it)
-        if self._own:
-            load_window(it, self._closes)
+        s[i] = total - s[closes.end - period]
+        return total / period
 
 
-class EMA:
+class EMA(Slots):
     """``talib.EMA``: seeded with the plain average of the first ``period`` inputs, k=2/(period+1).
 
     ``skip`` ignores that many leading inputs, which is how TA-Lib's MACD aligns its fast EMA's
-    seed window with the end of the slow one.
+    seed window with the end of the slow one. Slots: inputs seen while seeding, their sum, the
+    value (NaN while seeding).
     """
 
-    __slots__ = ("period", "_k", "_skip", "_seen", "_sum", "_value")
+    __slots__ = ("period", "_k", "_skip")
 
-    def __init__(self, period: int, skip: int = 0) -> None:
+    def __init__(self, period: int, skip: int = 0, state: list[float] | None = None) -> None:
+        super().__init__(state, [0.0, 0.0, NAN])
         self.period = period
         self._k = 2.0 / (period + 1)
         self._skip = skip
-        self._seen = 0
-        self._sum = 0.0
-        self._value: float | None = None
 
     def update(self, value: float) -> float | None:
-        prev = self._value
-        if prev is not None:
+        s, i = self.s, self.o
+        prev = s[i + 2]
+        if prev == prev:
             prev = (value - prev) * self._k + prev
-            self._value = prev
+            s[i + 2] = prev
             return prev
-        self._seen += 1
-        if self._seen <= self._skip:
+        seen = s[i] + 1.0
+        s[i] = seen
+        if seen <= self._skip:
             return None
-        self._sum += value
-        if self._seen - self._skip < self.period:
+        total = s[i + 1] + value
+        s[i + 1] = total
+        if seen - self._skip < self.period:
             return None
-        self._value = self._sum / self.period
-        return self._value
+        prev = s[i + 2] = total / self.period
+        return prev
 
-    def dump(self, out: list[float]) -> None:
-        out += (float(self._seen), self._sum, encode(self._value))
-
-    def load(self, it: Iterator[float]) -> None:
-        self._seen = int(next(it))
-        self._sum = next(it)
-        self._value = decode(next(it))
+    def check(self) -> None:
+        check_count(self.s[self.o], self._skip + self.period, "EMA seed")
 
 
 class MACD:
@@ -255,10 +200,10 @@ class MACD:
 
     __slots__ = ("_fast", "_slow", "_signal")
 
-    def __init__(self, fast: int, slow: int, signal: int) -> None:
-        self._fast = EMA(fast, skip=slow - fast)
-        self._slow = EMA(slow)
-        self._signal = EMA(signal)
+    def __init__(self, fast: int, slow: int, signal: int, state: list[float] | None = None) -> None:
+        self._fast = EMA(fast, skip=slow - fast, state=state)
+        self._slow = EMA(slow, state=self._fast.s)
+        self._signal = EMA(signal, state=self._fast.s)
 
     def update(self, value: float) -> tuple[float, float, float] | tuple[None, None, None]:
         """(macd, signal, histogram), all None while warming up."""
@@ -272,40 +217,36 @@ class MACD:
             return NONE3
         return macd, signal, macd - signal
 
-    def dump(self, out: list[float]) -> None:
-        self._fast.dump(out)
-        self._slow.dump(out)
-        self._signal.dump(out)
-
-    def load(self, it: Iterator[float]) -> None:
-        self._fast.load(it)
-        self._slow.load(it)
-        self._signal.load(it)
+    def check(self) -> None:
+        for ema in (self._fast, self._slow, self._signal):
+            ema.check()
 
 
-class RSI:
+class RSI(Slots):
     """``talib.RSI``: Wilder smoothing seeded with the average gain/loss of the first ``period``
-    changes; 0 when there was neither gain nor loss (TA-Lib's convention for flat input)."""
+    changes; 0 when there was neither gain nor loss (TA-Lib's convention for flat input).
+    Slots: the previous value (NaN before the first), changes seen (up to ``period``), the average
+    gain and loss."""
 
-    __slots__ = ("period", "_decay", "_prev", "_count", "_gain", "_loss")
+    __slots__ = ("period", "_decay")
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: int, state: list[float] | None = None) -> None:
+        super().__init__(state, [NAN, 0.0, 0.0, 0.0])
         self.period = period
         self._decay = float(period - 1)
-        self._prev: float | None = None
-        self._count = 0
-        self._gain = 0.0
-        self._loss = 0.0
 
     def update(self, value: float) -> float | None:
-        prev = self._prev
-        self._prev = value
-        if prev is None:
+        s, i = self.s, self.o
+        prev = s[i]
+        s[i] = value
+        if prev != prev:
             return None
         change = value - prev
-        gain, loss = self._gain, self._loss
-        if self._count < self.period:  # seeding: plain sums of the first `period` changes
-            self._count += 1
+        gain, loss = s[i + 2], s[i + 3]
+        count = s[i + 1]
+        if count < self.period:  # seeding: plain sums of the first `period` changes
+            count += 1.0
+            s[i + 1] = count
         else:  # Wilder: (prev * (period-1) + change) / period, in TA-Lib's order
             gain *= self._decay
             loss *= self._decay
@@ -313,26 +254,20 @@ class RSI:
             loss -= change
         else:
             gain += change
-        if self._count < self.period:
-            self._gain, self._loss = gain, loss
+        if count < self.period:
+            s[i + 2], s[i + 3] = gain, loss
             return None
         gain /= self.period
         loss /= self.period
-        self._gain, self._loss = gain, loss
+        s[i + 2], s[i + 3] = gain, loss
         total = gain + loss
         return 100.0 * (gain / total) if total != 0.0 else 0.0
 
-    def dump(self, out: list[float]) -> None:
-        out += (encode(self._prev), float(self._count), self._gain, self._loss)
-
-    def load(self, it: Iterator[float]) -> None:
-        self._prev = decode(next(it))
-        self._count = int(next(it))
-        self._gain = next(it)
-        self._loss = next(it)
+    def check(self) -> None:
+        check_count(self.s[self.o + 1], self.period, "RSI")
 
 
-def shifted_moments(values: Iterable[float], ref: float) -> tuple[float, float]:
+def shifted_moments(values: list[float], ref: float) -> tuple[float, float]:
     """(mean of values - ref, population variance), two-pass on values shifted by ``ref``.
 
     With ``ref`` taken from the window, an all-equal window yields exactly 0 variance (a plain
@@ -341,12 +276,8 @@ def shifted_moments(values: Iterable[float], ref: float) -> tuple[float, float]:
     offsets = [v - ref for v in values]
     n = len(offsets)
     mean = sum(offsets) / n
-    return mean, sum([(d - mean) * (d - mean) for d in offsets]) / n
-
-
-def latest(closes: deque, count: int) -> islice:
-    """The last ``count`` values of ``closes``, oldest first."""
-    return islice(closes, len(closes) - count, None)
+    deviations = [d - mean for d in offsets]
+    return mean, sum(map(mul, deviations, deviations)) / n
 
 
 class BollingerBands:
@@ -354,13 +285,14 @@ class BollingerBands:
 
     TA-Lib's deviation does not inherit its SMA's running-sum residue (it stays accurate where
     that drifts), so it is recomputed from the window each bar rather than replayed.
-    ``closes``: a shared history of closes (see ``history_of``).
+    ``closes``: a shared history of closes (else it keeps its own). Slots: its SMA's.
     """
 
     __slots__ = ("_sma", "_closes", "_own", "_period", "_dev")
 
-    def __init__(self, period: int, dev: float, closes: deque | None = None) -> None:
-        self._closes, self._own = history_of(period, closes)
+    def __init__(self, period: int, dev: float, closes: History | None = None,
+                 state: list[float] | None = None) -> None:
+        self._closes, self._own = history_of(period, closes, state)
         self._sma = SMA(period, self._closes)
         self._period = period
         self._dev = float(dev)
@@ -372,118 +304,97 @@ class BollingerBands:
         middle = self._sma.update(value)
         if middle is None:
             return NONE3
-        width = math.sqrt(shifted_moments(latest(self._closes, self._period), value)[1]) * self._dev
+        width = math.sqrt(shifted_moments(self._closes.last(self._period), value)[1]) * self._dev
         return middle + width, middle, middle - width
-
-    def dump(self, out: list[float]) -> None:
-        self._sma.dump(out)
-        if self._own:
-            dump_window(out, self._closes)
-
-    def load(self, it: Iterator[float]) -> None:
-        self._sma.load(it)
-        if self._own:
-            load_window(it, self._closes)
 
 
 # --- session, return and distribution indicators ---------------------------------------------
 
 
-class SessionVWAP:
+class SessionVWAP(Slots):
     """Volume-weighted typical price (H+L+C)/3 of the regular-hours bars of one New York date.
 
     Restarts with the first regular bar of each date; None on extended-hours bars and while the
-    session's volume is still 0.
+    session's volume is still 0. Slots: the date (NaN before the first regular bar), the sum of
+    typical price x volume, the volume.
     """
 
-    __slots__ = ("_day", "_pv", "_volume")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self._day: int | None = None
-        self._pv = 0.0
-        self._volume = 0
+    def __init__(self, state: list[float] | None = None) -> None:
+        super().__init__(state, [NAN, 0.0, 0.0])
 
     def update(self, day: int, regular: bool, high: float, low: float, close: float,
                volume: int) -> float | None:
         if not regular:
             return None
-        if day != self._day:
-            self._day, self._pv, self._volume = day, 0.0, 0
-        self._pv += (high + low + close) / 3.0 * volume
-        self._volume += volume
-        return self._pv / self._volume if self._volume else None
+        s, i = self.s, self.o
+        if day != s[i]:
+            s[i], s[i + 1], s[i + 2] = float(day), 0.0, 0.0
+        pv = s[i + 1] = s[i + 1] + (high + low + close) / 3.0 * volume
+        total = s[i + 2] = s[i + 2] + volume
+        return pv / total if total else None
 
-    def dump(self, out: list[float]) -> None:
-        out += (NAN if self._day is None else float(self._day), self._pv, float(self._volume))
-
-    def load(self, it: Iterator[float]) -> None:
-        day = next(it)
-        self._day = None if day != day else int(day)
-        self._pv = next(it)
-        self._volume = int(next(it))
+    def check(self) -> None:
+        check_count(self.s[self.o + 2], 2.0 ** 53, "VWAP volume")
 
 
-class Return:
-    """One-bar simple return close / previous close - 1."""
+class Return(Slots):
+    """One-bar simple return close / previous close - 1. Slot: the previous close."""
 
-    __slots__ = ("_prev",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self._prev: float | None = None
+    def __init__(self, state: list[float] | None = None) -> None:
+        super().__init__(state, [NAN])
 
     def update(self, value: float) -> float | None:
-        prev = self._prev
-        self._prev = value
-        return None if prev is None else value / prev - 1.0
-
-    def dump(self, out: list[float]) -> None:
-        out.append(encode(self._prev))
-
-    def load(self, it: Iterator[float]) -> None:
-        self._prev = decode(next(it))
+        s, i = self.s, self.o
+        prev = s[i]
+        s[i] = value
+        return None if prev != prev else value / prev - 1.0
 
 
 class TrailingZScore:
     """z-score of each value against the ``window`` values before it (population std).
 
-    None until ``window`` earlier values exist or when they are all equal (std 0).
+    None until ``window`` earlier values exist or when they are all equal (std 0). Slots: its
+    ``History``.
     """
 
     __slots__ = ("_window", "_size")
 
-    def __init__(self, window: int) -> None:
-        self._window: deque[float] = deque(maxlen=window)
+    def __init__(self, window: int, state: list[float] | None = None) -> None:
+        self._window = History(window, state)
         self._size = window
 
     def update(self, value: float) -> float | None:
         window = self._window
         z = None
-        if len(window) == self._size:
-            ref = window[-1]
-            mean, variance = shifted_moments(window, ref)
+        if window.s[window.o] == self._size:
+            values = window.last(self._size)
+            ref = values[-1]
+            mean, variance = shifted_moments(values, ref)
             if variance > 0.0:
                 z = ((value - ref) - mean) / math.sqrt(variance)
         window.append(value)
         return z
 
-    def dump(self, out: list[float]) -> None:
-        dump_window(out, self._window)
-
-    def load(self, it: Iterator[float]) -> None:
-        load_window(it, self._window)
+    def check(self) -> None:
+        self._window.check()
 
 
 class VolumeZScore:
     """z-score of each bar's volume against the ``window`` volumes before it (population std).
 
-    Volumes are integers, so the window sums are kept exactly and updated in O(1) without drift.
-    The window holds them as floats (exact below 2**53), ready for a snapshot.
+    Volumes are integers, so the window sums are kept exactly as Python ints, updated in O(1)
+    without drift; they are derived from the window (``check`` recomputes them after a restore),
+    never stored. Slots: its ``History`` of volumes as floats (exact below 2**53).
     """
 
     __slots__ = ("_window", "_size", "_sum", "_sumsq")
 
-    def __init__(self, window: int) -> None:
-        self._window: deque[float] = deque(maxlen=window)
+    def __init__(self, window: int, state: list[float] | None = None) -> None:
+        self._window = History(window, state)
         self._size = window
         self._sum = 0
         self._sumsq = 0
@@ -491,12 +402,12 @@ class VolumeZScore:
     def update(self, volume: int) -> float | None:
         window = self._window
         z = None
-        if len(window) == self._size:
+        if window.s[window.o] == self._size:
             n, total = self._size, self._sum
             spread = n * self._sumsq - total * total  # n^2 * variance, exact
             if spread > 0:
                 z = (n * volume - total) / math.sqrt(spread)
-            oldest = int(window[0])
+            oldest = int(window.s[window.end - n])
             self._sum = total - oldest
             self._sumsq -= oldest * oldest
         window.append(float(volume))
@@ -504,12 +415,11 @@ class VolumeZScore:
         self._sumsq += volume * volume
         return z
 
-    def dump(self, out: list[float]) -> None:
-        dump_window(out, self._window)
-
-    def load(self, it: Iterator[float]) -> None:
-        load_window(it, self._window)
-        volumes = [int(v) for v in self._window]
+    def check(self) -> None:
+        """Validates the window and derives the sums from it."""
+        window = self._window
+        window.check()
+        volumes = [int(v) for v in window.last(len(window))]
         self._sum = sum(volumes)
         self._sumsq = sum(v * v for v in volumes)
 
@@ -528,8 +438,9 @@ class Trend:
 
     __slots__ = ("_closes", "_own", "_size", "_weights", "_sxx", "_band")
 
-    def __init__(self, window: int, flat_band: float, closes: deque | None = None) -> None:
-        self._closes, self._own = history_of(window, closes)
+    def __init__(self, window: int, flat_band: float, closes: History | None = None,
+                 state: list[float] | None = None) -> None:
+        self._closes, self._own = history_of(window, closes, state)
         self._size = window
         self._weights = tuple((window - 1 - 2 * i) / 2 for i in range(window // 2))
         self._sxx = window * (window * window - 1) / 12
@@ -541,21 +452,14 @@ class Trend:
         if self._own:
             closes.append(value)
         size = self._size
-        if len(closes) < size:
+        if closes.s[closes.o] < size:
             return None, None
-        pairs = map(sub, reversed(closes), latest(closes, size))  # newest - oldest, inwards
+        values = closes.last(size)
+        pairs = map(sub, reversed(values), values)  # newest - oldest, inwards
         slope = sum(map(mul, self._weights, pairs)) / self._sxx
-        relative = slope / (sum(latest(closes, size)) / size)
+        relative = slope / (sum(values) / size)
         if relative > self._band:
             return "up", relative
         if relative < -self._band:
             return "down", relative
         return "flat", relative
-
-    def dump(self, out: list[float]) -> None:
-        if self._own:
-            dump_window(out, self._closes)
-
-    def load(self, it: Iterator[float]) -> None:
-        if self._own:
-            load_window(it, self._closes)

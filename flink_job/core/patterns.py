@@ -30,11 +30,11 @@ Pure: no Flink, no I/O.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable
 
-NAN = math.nan
+from flink_job.core.slots import NAN, Slots, check_count
+
 SNAPSHOT_VERSION = 1.0
 
 # TA-Lib's default candle settings (ta_global.c): (range, average period, factor). RB is the real
@@ -162,65 +162,91 @@ def features(o: float, h: float, l: float, c: float) -> tuple:
     return (o, h, l, c, abs(c - o), h - l, h - o, c - l, False)
 
 
-def _move_all(totals: list[float], b0: tuple, b1: tuple, bars: deque) -> None:
-    """Every total's move once all are live: the generic loop of ``update`` unrolled, each range
-    difference computed once for the totals sharing it (the same float operations per total)."""
-    b2 = bars[-3]
-    d = b0[RANGE] - bars[-11][RANGE]  # high-low, period 10, this candle
+def _move_all(totals: list[float], b: list[float]) -> None:
+    """Every total's move once all are live, given the OHLC of the last ``HISTORY`` bars, oldest
+    first (``b``; the bar ``k`` back from the newest, 1, starts at ``b[52 - 4k]``): the generic loop of
+    ``update`` unrolled, each range difference computed once for the totals sharing it (the same float
+    operations per total)."""
+    # High-low range of the bar k back: b[53 - 4k] - b[54 - 4k]; real body: |b[55 - 4k] - b[52 - 4k]|.
+    r1, r2, r3 = b[49] - b[50], b[45] - b[46], b[41] - b[42]
+    r7, r8 = b[25] - b[26], b[21] - b[22]
+    r11, r12, r13 = b[9] - b[10], b[5] - b[6], b[1] - b[2]
+    d = r1 - r11  # high-low, period 10, this candle
     totals[0] += d
     totals[3] += d
     totals[11] += d
     totals[16] += d
-    d = b1[RANGE] - bars[-12][RANGE]  # high-low, period 10, previous candle
+    d = r2 - r12  # high-low, period 10, previous candle
     totals[10] += d
     totals[15] += d
-    d = b2[RANGE] - bars[-13][RANGE]  # high-low, period 10, the one before
+    d = r3 - r13  # high-low, period 10, the one before
     totals[9] += d
     totals[14] += d
-    d = b1[RANGE] - bars[-7][RANGE]  # high-low, period 5, previous candle
+    d = r2 - r7  # high-low, period 5, previous candle
     totals[4] += d
     totals[13] += d
-    totals[12] += b2[RANGE] - bars[-8][RANGE]  # high-low, period 5, the one before
-    d = b0[BODY] - bars[-11][BODY]  # real body, period 10, this candle
+    totals[12] += r3 - r8  # high-low, period 5, the one before
+    d = abs(b[51] - b[48]) - abs(b[11] - b[8])  # real body, period 10, this candle
     totals[1] += d
     totals[2] += d
     totals[8] += d
-    d = b1[BODY] - bars[-12][BODY]  # real body, period 10, previous candle
+    d = abs(b[47] - b[44]) - abs(b[7] - b[4])  # real body, period 10, previous candle
     totals[5] += d
     totals[7] += d
-    totals[6] += b2[BODY] - bars[-13][BODY]  # real body, period 10, the one before
+    totals[6] += abs(b[43] - b[40]) - abs(b[3] - b[0])  # real body, period 10, the one before
 
 
-class CandlePatterns:
-    """The 16 patterns of one symbol's bar stream, with bounded state (see the module docstring)."""
+def _range_at(b: list[float], back: int, field: int) -> float:
+    """The real body (``BODY``) or high-low range (``RANGE``) of the bar ``back`` bars from the
+    newest (1) in the OHLC of the last ``HISTORY`` bars, oldest first (``b``)."""
+    at = 4 * (HISTORY - back)
+    if field == BODY:
+        return abs(b[at + 3] - b[at])
+    return b[at + 1] - b[at + 2]
 
-    __slots__ = ("_bars", "_count", "_totals")
 
-    def __init__(self) -> None:
-        self._bars: deque[tuple] = deque(maxlen=HISTORY)  # the latest last
-        self._count = 0  # bars seen, saturating at COUNT_CAP
-        self._totals = [0.0] * len(TOTALS)
+class CandlePatterns(Slots):
+    """The 16 patterns of one symbol's bar stream, with bounded state (see the module docstring).
+
+    Slots (``SNAPSHOT_LEN``, the snapshot's layout): version, bar count (saturating at
+    ``COUNT_CAP``), the running totals, then the OHLC of the last ``HISTORY`` bars, oldest first,
+    NaN where fewer bars were seen.
+    """
+
+    __slots__ = ("_t", "_end", "_recent")
+
+    def __init__(self, state: list[float] | None = None) -> None:
+        super().__init__(state, [SNAPSHOT_VERSION, 0.0] + [0.0] * len(TOTALS) + [NAN] * (4 * HISTORY))
+        self._t = self.o + 2  # the first total
+        self._end = self.o + SNAPSHOT_LEN  # one past the newest bar's close
+        # The features of the last bars the patterns compare with, derived from the slots (``check``
+        # rebuilds them after a restore) so that they are computed once per bar.
+        self._recent: deque[tuple] = deque(maxlen=4)
 
     def update(self, o: float, h: float, l: float, c: float) -> dict[str, int]:
         """Add a bar; the non-zero pattern outputs for it, by TA-Lib function name."""
-        bars = self._bars
+        s, t, end = self.s, self._t, self._end
+        del s[end - 4 * HISTORY:end - 4 * HISTORY + 4]  # the oldest bar leaves, this one joins
+        s[end - 4:end - 4] = (o, h, l, c)
         cur = features(o, h, l, c)
-        bars.append(cur)
-        n = self._count  # this bar's index, or COUNT_CAP once past every lookback
-        totals = self._totals
+        recent = self._recent
+        recent.append(cur)
+        n = int(s[t - 1])  # this bar's index, or COUNT_CAP once past every lookback
+        b = s[end - 4 * HISTORY:end]  # local copies read faster than offsets into the slots
+        totals = s[t:t + len(TOTALS)]
         if n < COUNT_CAP:
-            self._count = n + 1
+            s[t - 1] = n + 1.0
             begin = _BY_START.get(n)
             if begin is not None:  # TA-Lib's initial sums, oldest candle first
                 for slot, field, period, offset in begin:
                     total = 0.0
                     for k in range(offset + period, offset, -1):
-                        total += bars[-1 - k][field]
-                    totals[slot] = total
+                        total += _range_at(b, k + 1, field)
+                    totals[slot] = s[t + slot] = total
             if n < 2:
                 return {}
         out: dict[str, int] = {}
-        p1 = bars[-2]
+        p1 = recent[-2]
         body = cur[BODY]
         white = cur[WHITE]
 
@@ -253,17 +279,19 @@ class CandlePatterns:
         if n >= 11:
             self._two_bar(out, cur, p1, totals)
             if n >= 12:
-                self._three_bar(out, cur, p1, bars[-3], totals)
+                p2 = recent[-3]
+                self._three_bar(out, cur, p1, p2, totals)
                 if n >= 13:
-                    self._crows(out, cur, p1, bars[-3], bars[-4], totals)
+                    self._crows(out, cur, p1, p2, recent[0], totals)
 
         # Move the totals along, after this bar's decisions, as TA-Lib's loops do.
         if n < COUNT_CAP:
             for slot, field, new, old, start in _MOVES:
                 if n >= start:
-                    totals[slot] += bars[new][field] - bars[old][field]
+                    totals[slot] += _range_at(b, -new, field) - _range_at(b, -old, field)
         else:
-            _move_all(totals, cur, p1, bars)
+            _move_all(totals, b)
+        s[t:t + len(TOTALS)] = totals
         return out
 
     @staticmethod
@@ -348,13 +376,22 @@ class CandlePatterns:
             out["CDL3BLACKCROWS"] = -100
 
     def snapshot(self) -> list[float]:
-        """The state as ``SNAPSHOT_LEN`` floats: version, bar count, the running totals, then the
-        OHLC of the last ``HISTORY`` bars, oldest first, NaN where fewer bars were seen."""
-        out = [SNAPSHOT_VERSION, float(self._count), *self._totals]
-        out += [NAN] * (4 * (HISTORY - len(self._bars)))
-        for bar in self._bars:
-            out += bar[:4]
-        return out
+        """The state as ``SNAPSHOT_LEN`` floats (the slots' layout, see the class)."""
+        return self.s[self.o:self._end]
+
+    def check(self) -> None:
+        """ValueError unless the slots hold a state of this layout: the version, a bar count in
+        0..COUNT_CAP and a price for each kept bar."""
+        s, o = self.s, self.o
+        if s[o] != SNAPSHOT_VERSION:
+            raise ValueError(f"pattern snapshot version {s[o]!r}, expected {SNAPSHOT_VERSION!r}")
+        count = check_count(s[o + 1], COUNT_CAP, "pattern bar")
+        kept = min(count, HISTORY)
+        if any(v != v for v in s[self._end - 4 * kept:self._end]):
+            raise ValueError("pattern snapshot has a missing price in its kept bars")
+        self._recent.clear()
+        for at in range(self._end - 4 * min(kept, 4), self._end, 4):
+            self._recent.append(features(*s[at:at + 4]))
 
     @classmethod
     def restore(cls, snapshot: Iterable[float]) -> CandlePatterns:
@@ -362,19 +399,7 @@ class CandlePatterns:
         values = list(snapshot)
         if len(values) != SNAPSHOT_LEN:
             raise ValueError(f"pattern snapshot has {len(values)} values, expected {SNAPSHOT_LEN}")
-        if values[0] != SNAPSHOT_VERSION:
-            raise ValueError(f"pattern snapshot version {values[0]!r}, expected {SNAPSHOT_VERSION!r}")
-        count = values[1]
-        if math.isnan(count) or not 0 <= count <= COUNT_CAP or count != int(count):
-            raise ValueError(f"pattern snapshot bar count {count!r} is not in 0..{COUNT_CAP}")
         patterns = cls()
-        patterns._count = int(count)
-        patterns._totals = values[2:2 + len(TOTALS)]
-        kept = min(int(count), HISTORY)
-        start = 2 + len(TOTALS) + 4 * (HISTORY - kept)
-        for i in range(start, SNAPSHOT_LEN, 4):
-            o, h, l, c = values[i:i + 4]
-            if math.isnan(o + h + l + c):
-                raise ValueError("pattern snapshot has a missing price in its kept bars")
-            patterns._bars.append(features(o, h, l, c))
+        patterns.s[:] = values
+        patterns.check()
         return patterns

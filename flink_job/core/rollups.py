@@ -55,14 +55,6 @@ def add_bar(window: list[float], bar: tuple[float, ...]) -> list[float]:
             window[SUM_CLOSE] + c, window[SUM_TYPICAL_VOLUME] + (h + l + c) / 3 * v, count + 1]
 
 
-def advance(window: list[float], latest: tuple[float, ...], ts_ms: int, minutes: int) -> list[float]:
-    """The open window before a new bar at ``ts_ms``, given the one before the current ``latest`` bar:
-    the latest bar joins it if the new bar falls in the same window; otherwise a new window opens."""
-    if window_start(ts_ms, minutes) == window[START]:
-        return add_bar(window, latest)
-    return empty_window(ts_ms, minutes)
-
-
 def rollup_query(view: str, at: Callable[[int], str], minutes: int, timeframe: str,
                  indicators: Mapping[str, str | None]) -> str:
     """SELECT producing ``schema.ROLLUP_FIELDS`` from a view with ``symbol`` and a window whose value

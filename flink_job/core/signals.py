@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from flink_job.core.indicators import TREND_CODES, TREND_NAMES, AnalyticsSettings, decode, encode
+from flink_job.core.indicators import TREND_CODES, TREND_NAMES, AnalyticsSettings
+from flink_job.core.slots import decode, encode
 
 UP = "up"
 DOWN = "down"

@@ -17,10 +17,12 @@ with its indicators and signals is kept for the caller until the next offer (``c
 The latest bar is always in the open window, so a revision never touches a closed candle, and a late
 bar reaches no window. A new price basis restarts the candle indicators with the rest.
 
-The whole state is one flat list of floats (``to_state``/``from_state``), led by its layout version.
-The operator stores it as the packed float64 bytes of that list in a ``PICKLED_BYTE_ARRAY`` ValueState
-(a fixed, documented layout, not a pickled object graph); it checkpoints, savepoints and rescales like
-any other keyed state.
+The state is two flat lists of floats: ``to_state``, led by its layout version, changes with every
+applied bar; ``candle_state``, the candle indicators, only when a candle closes or the series starts
+again (``take_candle_state``), so it is kept apart and written only then. The operator stores each as
+the packed float64 bytes of that list in a ``PICKLED_BYTE_ARRAY`` ValueState (a fixed, documented
+layout, not a pickled object graph); they checkpoint, savepoint and rescale like any other keyed
+state. ``from_state`` reads them back together.
 
 A stored state that no longer fits (another layout version, other indicator periods, or malformed) is
 never an error that fails the job, which would fail again on every restart: ``restore_or_reset``
@@ -35,25 +37,27 @@ from enum import Enum
 from flink_job.core.analyzer import AnalyticsSettings, Analyzer, Enriched, IncompatibleState
 from flink_job.core.bars import NO_BASIS, Bar
 from flink_job.core.candle_indicators import CandleIndicators, CandleReading, candle_record
-from flink_job.core.rollups import CLOSE, COUNT, INCOMPLETE, ROLLUP_WINDOWS, START, WINDOW_LEN, add_bar, advance, \
-    empty_window, incomplete_window
+from flink_job.core.rollups import CLOSE, COUNT, INCOMPLETE, ROLLUP_WINDOWS, START, WINDOW_LEN, add_bar, \
+    empty_window, incomplete_window, window_start
 
 # Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version;
 # 3 adds the rollup windows; 4 keeps the analysis before the latest bar only (the analysis after it is
 # that bar re-applied, when the state is read); 5 adds the price basis after the revision count; 6 adds,
 # after the open windows, each rollup length's candle indicators (``CandleIndicators.snapshot``, each
-# led by its length). Versions 2 to 5 are still read: 2 to 4 at basis 0, the analysis after the latest
-# bar of 2 and 3 is left aside and rebuilt the same way, and a version 2's open windows become
-# incomplete; the candle indicators of 2 to 5 start empty (their warm-up starts again with the next
-# final candle).
-STATE_LAYOUT_VERSION = 6
+# led by its length); 7 is 5's layout again, the candle indicators stored apart (``candle_state``):
+# they change once per candle, the rest with every bar. Versions 2 to 6 are still read: 2 to 4 at
+# basis 0, the analysis after the latest bar of 2 and 3 is left aside and rebuilt the same way, and a
+# version 2's open windows become incomplete; the candle indicators of 2 to 5 start empty (their
+# warm-up starts again with the next final candle). Each part's snapshot carries its own version, so
+# a state written before the analysis became flat slots reads too.
+STATE_LAYOUT_VERSION = 7
 _LATEST_LEN = 6  # ts_ms, open, high, low, close, volume
 _WINDOWS_LEN = WINDOW_LEN * len(ROLLUP_WINDOWS)
 _HEADER_LEN = 1 + _LATEST_LEN + 2 + _WINDOWS_LEN  # version, latest bar, revision, basis, open windows
 _V2_HEADER_LEN = 1 + _LATEST_LEN + 2  # version, latest bar, revision, length of "before"
 _V3_HEADER_LEN = _V2_HEADER_LEN + _WINDOWS_LEN  # ... then the open windows (before the latest bar)
 _V4_HEADER_LEN = 1 + _LATEST_LEN + 1 + _WINDOWS_LEN  # version, latest bar, revision, open windows
-_HEADERS = {2: _V2_HEADER_LEN, 3: _V3_HEADER_LEN, 4: _V4_HEADER_LEN, 5: _HEADER_LEN,
+_HEADERS = {2: _V2_HEADER_LEN, 3: _V3_HEADER_LEN, 4: _V4_HEADER_LEN, 5: _HEADER_LEN, 6: _HEADER_LEN,
             STATE_LAYOUT_VERSION: _HEADER_LEN}
 _MINUTES = tuple(ROLLUP_WINDOWS.values())
 _TIMEFRAMES = tuple(ROLLUP_WINDOWS)
@@ -91,7 +95,7 @@ class SymbolTracker:
     and the indicators of its final candles."""
 
     __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows", "basis", "candles",
-                 "candle_states", "closed")
+                 "candle_states", "closed", "_candles_changed", "_with_latest")
 
     def __init__(self, settings: AnalyticsSettings, basis: int = 0):
         self.settings = settings
@@ -106,6 +110,9 @@ class SymbolTracker:
         self.revision = 0  # how often the latest bar was revised
         # Per rollup length: the latest bar's window without the latest bar (see ``rollups``).
         self.windows: list[list[float]] = []
+        # ``windows`` with the latest bar added (``rollups``), kept until the latest bar changes: the
+        # next bar of the same window starts from exactly that.
+        self._with_latest: list[list[float]] | None = None
         self._start_candles()
 
     def _start_candles(self) -> None:
@@ -114,6 +121,7 @@ class SymbolTracker:
         # Their snapshots, taken when a candle closes rather than with every bar's state.
         self.candle_states = [candles.snapshot() for candles in self.candles]
         self.closed: tuple[ClosedCandle | None, ...] = _NONE_CLOSED
+        self._candles_changed = True
 
     def offer(self, bar: Bar) -> tuple[Outcome, Enriched | None]:
         self.closed = _NONE_CLOSED
@@ -132,10 +140,15 @@ class SymbolTracker:
             if latest is None:
                 self.windows = [empty_window(ts_ms, m) for m in _MINUTES]
             else:
-                windows = [advance(w, latest, ts_ms, m) for w, m in zip(self.windows, _MINUTES)]
-                for i, (window, old) in enumerate(zip(windows, self.windows)):
-                    if window[START] != old[START] and old[COUNT] != INCOMPLETE:
-                        self._close_candle(i, add_bar(old, latest))
+                full = self._with_latest or [add_bar(w, latest) for w in self.windows]
+                windows = []
+                for i, (old, minutes) in enumerate(zip(self.windows, _MINUTES)):
+                    if window_start(ts_ms, minutes) == old[START]:  # the latest bar joins the window
+                        windows.append(full[i])
+                        continue
+                    if old[COUNT] != INCOMPLETE:
+                        self._close_candle(i, full[i])
+                    windows.append(empty_window(ts_ms, minutes))
                 self.windows = windows
             self.before = self.analyzer.snapshot()  # the one snapshot per bar
         elif bar.ts_ms < latest[0]:
@@ -147,6 +160,7 @@ class SymbolTracker:
             self.revision += 1
             self.analyzer = Analyzer.restore(self.settings, self.before)
         self.latest = key
+        self._with_latest = None
         return outcome, self.analyzer.update(bar)
 
     def _close_candle(self, index: int, window: list[float]) -> None:
@@ -156,6 +170,7 @@ class SymbolTracker:
         candles = self.candles[index]
         reading = candles.close(window[CLOSE])
         self.candle_states[index] = candles.snapshot()
+        self._candles_changed = True
         closed = list(self.closed)
         closed[index] = ClosedCandle(_TIMEFRAMES[index], _MINUTES[index], window, reading)
         self.closed = tuple(closed)
@@ -179,40 +194,57 @@ class SymbolTracker:
         """Per rollup length, the open window with the latest bar: a ``rollups`` window, or None
         while it is incomplete."""
         assert self.latest is not None
-        out = []
-        for window in self.windows:
-            out.append(None if window[COUNT] == INCOMPLETE else add_bar(window, self.latest))
-        return out
+        full = self._with_latest
+        if full is None:
+            full = self._with_latest = [add_bar(w, self.latest) for w in self.windows]
+        return [None if window[COUNT] == INCOMPLETE else window for window in full]
 
     def to_state(self) -> list[float]:
+        """The state but the candle indicators (layout ``STATE_LAYOUT_VERSION``): version, latest bar,
+        revision, basis, the open windows, the analysis before the latest bar."""
         assert self.latest is not None and self.before is not None
         state = [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision), float(self.basis)]
         for window in self.windows:
             state += window
-        for candle_state in self.candle_states:
-            state.append(float(len(candle_state)))
-            state += candle_state
         state += self.before
         return state
 
+    def candle_state(self) -> list[float]:
+        """The candle indicators: per rollup length, the length of its snapshot, then the snapshot."""
+        state: list[float] = []
+        for candle_state in self.candle_states:
+            state.append(float(len(candle_state)))
+            state += candle_state
+        return state
+
+    def take_candle_state(self) -> list[float] | None:
+        """``candle_state()`` if it changed since the last call (or since the tracker was built or
+        restored from a state that did not hold it apart), else None: what to store."""
+        if not self._candles_changed:
+            return None
+        self._candles_changed = False
+        return self.candle_state()
+
     def _read_candles(self, state: list[float], at: int) -> int:
-        """Restore the candle indicators stored from ``state[at]`` on (layout 6); returns where the
-        analysis before the latest bar starts."""
+        """Restore the candle indicators stored from ``state[at]`` on (``candle_state``); returns
+        where they end."""
         for index, timeframe in enumerate(_TIMEFRAMES):
             length = state[at] if at < len(state) else None
             if length is None or not (0 < length <= _MAX_CANDLE_SNAPSHOT and length == int(length)):
                 raise IncompatibleState("malformed", f"no {timeframe} candle indicators at value {at}")
             candle_state = state[at + 1:at + 1 + int(length)]
             self.candles[index] = CandleIndicators.restore(self.settings, candle_state, timeframe)
-            self.candle_states[index] = candle_state
+            self.candle_states[index] = self.candles[index].snapshot()
             at += 1 + int(length)
         return at
 
     @classmethod
-    def from_state(cls, settings: AnalyticsSettings, state: list[float]) -> "SymbolTracker":
-        """The tracker ``to_state`` was taken from. Raises ``IncompatibleState`` if the state has
-        another layout version, was taken under other periods, or is malformed. A state of layouts 2
-        to 5 has no candle indicators: they start empty (warm-up again from the next final candle)."""
+    def from_state(cls, settings: AnalyticsSettings, state: list[float],
+                   candle_state: list[float] | None = None) -> "SymbolTracker":
+        """The tracker ``to_state`` and ``candle_state`` were taken from. Raises ``IncompatibleState``
+        if the state has another layout version, was taken under other periods, or is malformed. A
+        state of layouts 2 to 5 has no candle indicators: they start empty (warm-up again from the
+        next final candle); layout 6 holds them within, layout 7 in ``candle_state``."""
         version = state[0] if state else None
         if version not in _HEADERS:
             raise IncompatibleState("layout_version", f"state layout {version!r}, expected {STATE_LAYOUT_VERSION}")
@@ -235,8 +267,14 @@ class SymbolTracker:
                 tracker.windows = [list(state[i:i + WINDOW_LEN]) for i in range(start, header, WINDOW_LEN)]
         except (ValueError, OverflowError):  # NaN or infinity where a count belongs
             raise IncompatibleState("malformed", "state header is not a bar and counts") from None
-        if version == STATE_LAYOUT_VERSION:
+        if version == 6:
             header = tracker._read_candles(state, header)
+        elif version == STATE_LAYOUT_VERSION:
+            if not candle_state:
+                raise IncompatibleState("malformed", "the candle indicators' state is missing")
+            if tracker._read_candles(candle_state, 0) != len(candle_state):
+                raise IncompatibleState("malformed", "the candle indicators' state has trailing values")
+            tracker._candles_changed = False  # stored apart already
         tracker.before = list(state[header:end])
         tracker.analyzer = Analyzer.restore(settings, tracker.before)
         ts_ms, o, h, l, c, volume = tracker.latest
@@ -244,10 +282,11 @@ class SymbolTracker:
         return tracker
 
 
-def restore_or_reset(settings: AnalyticsSettings, state: list[float]) -> tuple[SymbolTracker, IncompatibleState | None]:
-    """The tracker stored in ``state``, or, if that state no longer fits, a fresh one (its warm-up
-    starts again) and the reason."""
+def restore_or_reset(settings: AnalyticsSettings, state: list[float], candle_state: list[float] | None = None
+                     ) -> tuple[SymbolTracker, IncompatibleState | None]:
+    """The tracker stored in ``state`` and ``candle_state``, or, if they no longer fit, a fresh one
+    (its warm-up starts again) and the reason."""
     try:
-        return SymbolTracker.from_state(settings, state), None
+        return SymbolTracker.from_state(settings, state, candle_state), None
     except IncompatibleState as err:
         return SymbolTracker(settings), err
