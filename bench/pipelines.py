@@ -42,8 +42,9 @@ from flink_job.schema import (
 )
 
 # What AnalyzeBars writes to its keyed state per bar on the benchmark input (``profile_path``
-# measures it: SymbolTracker.to_state(), ~146 float64 values once the windows are full).
-ANALYZER_STATE_BYTES = 1_170
+# measures it: SymbolTracker.to_state(), ~235 float64 values, plus the candle indicators' ~104
+# every fifth bar).
+ANALYZER_STATE_BYTES = 2_050
 OPERATOR_TIME = "operator-time.json"  # written by the timed operator when it closes
 
 
