@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--variants", default=",".join(throughput.DEFAULT_VARIANTS),
                    help=f"comma list of {', '.join(pipelines.VARIANTS)}")
     t.add_argument("--no-signals", action="store_true", help="backtest without the signals output")
+    t.add_argument("--baseline", metavar="REV",
+                   help="also run the backtest of this git revision in the same loop (variant baseline_backtest), "
+                        "to compare with the current code on the same machine and day")
     t.add_argument("--profile-bars", type=int, default=200_000)
     lat = p.add_argument_group("latency")
     lat.add_argument("--latency-symbols", type=int, default=latency.Options.symbols)
@@ -82,7 +85,7 @@ def _part(name: str, args: argparse.Namespace) -> dict:
         return throughput.run(throughput.Options(
             bars=args.bars, symbols=args.symbols, tiny_bars=args.tiny_bars, process_bars=args.process_bars,
             reps=args.reps,
-            variants=tuple(args.variants.split(",")), signals=not args.no_signals))
+            variants=tuple(args.variants.split(",")), signals=not args.no_signals, baseline=args.baseline))
     if name == "profile":
         return profile_path.run(args.bars, args.symbols, min(args.profile_bars, args.bars))
     if name == "latency":

@@ -24,6 +24,7 @@ LABELS = {
     "passthrough_wide": "(c') + enriched-shaped output row",
     "analyze_blackhole_process": "(a') in process mode",
     "passthrough_blackhole_process": "(c') in process mode",
+    "baseline_backtest": "(a0) the backtest of the --baseline revision",
 }
 HEADER = ("benchmark", "metric", "median", "spread (min–max)", "target", "status")
 
@@ -62,6 +63,10 @@ def throughput_rows(t: dict) -> list[tuple]:
     rows.append(("throughput", "(a)/(b) net", _n(t["ratios"]["backtest/sql_sma20"], 3), "", "", ""))
     rows.append(("throughput", "(a')/(c') net (sinks excluded)",
                  _n(t["ratios"]["analyze_blackhole/passthrough_blackhole"], 3), "", "", ""))
+    for name, label in (("baseline_backtest/passthrough", "(a0)/(c) net: the baseline revision"),
+                        ("backtest/baseline_backtest", "(a)/(a0) net: this code against the baseline")):
+        if t["ratios"].get(name) is not None:
+            rows.append(("throughput", label, _n(t["ratios"][name], 3), "", "", ""))
     process = t["ratios"].get("process: analyze_blackhole/passthrough_blackhole")
     if process is not None:
         rows.append(("throughput", "(a')/(c') net in process mode", _n(process, 3), "", "", ""))

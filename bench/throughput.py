@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import baseline
 from bench.bardata import CACHE_DIR, bars_file
 from bench.stats import summary
 from stack.services import ROOT
@@ -42,14 +43,16 @@ class Options:
     variants: tuple[str, ...] = DEFAULT_VARIANTS
     signals: bool = True
     seed: int = 1
+    baseline: str | None = None  # a git revision whose backtest runs too (``baseline``)
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_job(variant: str, input_path: Path, signals: bool, timeout_s: float) -> dict:
-    """One ``jobrunner`` process; its timings plus the whole process's wall time."""
+def run_job(variant: str, input_path: Path, signals: bool, timeout_s: float, cwd: Path = ROOT) -> dict:
+    """One ``jobrunner`` process (of the code in ``cwd``); its timings plus the whole process's wall
+    time."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as work:
         result = Path(work) / "result.json"
@@ -58,7 +61,7 @@ def run_job(variant: str, input_path: Path, signals: bool, timeout_s: float) -> 
                "--out-dir", str(Path(work) / "out"), "--result", str(result)] + (["--signals"] if signals else [])
         started = time.monotonic()
         with log_path.open("wb") as out:
-            code = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
+            code = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
         if code != 0:
             tail = log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{variant} on {input_path.name} exited with {code}; log {log_path}:\n{tail}")
@@ -107,20 +110,27 @@ def run(opts: Options) -> dict:
     process_bars = min(opts.bars, opts.process_bars)
     process_input = bars_file(process_bars, opts.symbols, opts.seed)
     timeout_s = 600 + opts.bars / 500  # bounded: far above the slowest pipeline's expected time
-    reps: dict[str, list[dict]] = {v: [] for v in opts.variants}
+    variants = opts.variants
+    baseline_tree = None
+    if opts.baseline:
+        baseline_tree = baseline.prepare(opts.baseline)
+        variants = (*variants, baseline.VARIANT)
+    reps: dict[str, list[dict]] = {v: [] for v in variants}
     for rep in range(opts.reps):
         # Repetition-major order: slow drift of the machine's load spreads over all pipelines.
-        for variant in opts.variants:
+        for variant in variants:
             bars, path = (process_bars, process_input) if variant.endswith(PROCESS_SUFFIX) else (opts.bars, big_input)
-            tiny = run_job(variant, tiny_input, opts.signals, timeout_s)
-            big = run_job(variant, path, opts.signals, timeout_s)
+            runs_as, cwd = (baseline.RUNS_AS, baseline_tree) if variant == baseline.VARIANT else (variant, ROOT)
+            tiny = run_job(runs_as, tiny_input, opts.signals, timeout_s, cwd)
+            big = run_job(runs_as, path, opts.signals, timeout_s, cwd)
             reps[variant].append(_rep(big, tiny, bars, opts.tiny_bars))
             r = reps[variant][-1]
             log(f"throughput: rep {rep + 1}/{opts.reps} {variant:22s} run {big['run_s']:7.1f} s "
                 f"(tiny {tiny['run_s']:4.1f} s): {r['bars_per_s']:9,.0f} bars/s, net {r['net_bars_per_s'] or 0:9,.0f}")
     variants = {v: _variant_summary(r) for v, r in reps.items()}
     return {
-        "options": {**opts.__dict__, "variants": list(opts.variants), "input": big_input.name,
+        "options": {**opts.__dict__, "variants": list(variants), "input": big_input.name,
+                    "baseline_commit": baseline.resolve(opts.baseline) if opts.baseline else None,
                     "process_input": process_input.name,
                     "input_bytes": big_input.stat().st_size, "tiny_input": tiny_input.name},
         "variants": variants,
@@ -131,6 +141,8 @@ def run(opts: Options) -> dict:
             "process: analyze_blackhole/passthrough_blackhole": _ratio(
                 variants, "analyze_blackhole_process", "passthrough_blackhole_process"),
             "raw backtest/passthrough": _ratio(variants, "backtest", "passthrough", "bars_per_s"),
+            "baseline_backtest/passthrough": _ratio(variants, baseline.VARIANT, "passthrough"),
+            "backtest/baseline_backtest": _ratio(variants, "backtest", baseline.VARIANT),
         },
         "target": {"backtest/passthrough": 0.6, "stretch": 0.8},
     }
