@@ -135,7 +135,7 @@ def _stage_pass(lines: list[str], trackers: dict, settings: AnalyticsSettings,
             tracker = trackers[e.symbol]
             enriched_row(e, tracker.rollups(), tracker.closed_candles())
 
-    spent["rollups + enriched row (packed numbers, signal arrays)"], _ = _timed(rows)
+    spent["rollups + enriched row (packed numbers, pattern and signal texts)"], _ = _timed(rows)
     return spent, [len(published_json(e.to_record())) for e in enriched[::50]]
 
 
