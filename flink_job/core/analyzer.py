@@ -23,7 +23,7 @@ from flink_job.core.indicators import (
 )
 from flink_job.core.patterns import SNAPSHOT_LEN, CandlePatterns, pattern_signals
 from flink_job.core.signals import STATE_SIZE, Reading, Signal, SignalState, detect
-from flink_job.core.slots import NAN, History, encode, widen_window
+from flink_job.core.slots import NAN, History, IncompatibleState, encode, fill, snapshot_body, widen_window
 
 REGULAR = "regular"
 CANDLE_PATTERN = "candle_pattern"  # the signal type of a candlestick pattern (detail: its TA-Lib name)
@@ -37,16 +37,6 @@ SNAPSHOT_VERSION = 4.0
 # keeps them: the three SMAs' sums, two EMAs, the MACD's three EMAs, RSI, the bands' SMA, VWAP.
 _SCALARS = 3 + 3 + 3 + 9 + 4 + 1 + 3
 DEFAULT_SETTINGS = AnalyticsSettings()
-
-
-class IncompatibleState(ValueError):
-    """A stored state this code cannot continue: ``reason`` is ``layout_version`` (written by
-    another layout), ``periods_changed`` (taken under other indicator periods) or ``malformed``."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(slots=True)  # not frozen, as bars.Bar: built per bar, never changed once built
@@ -200,28 +190,13 @@ class Analyzer:
         has another layout version, was taken under other periods, or is malformed."""
         analyzer = cls(settings)
         values = snapshot if isinstance(snapshot, list) else list(snapshot)
-        if not values:
-            raise IncompatibleState("malformed", "snapshot is empty")
-        version = values[0]
-        if version not in (1.0, 2.0, 3.0, SNAPSHOT_VERSION):
-            raise IncompatibleState("layout_version",
-                                    f"analysis snapshot version {version!r}, expected {SNAPSHOT_VERSION!r}")
         header = _snapshot_header(settings)
-        periods = values[1:len(header)]
-        if periods != header[1:]:
-            if len(periods) < len(PERIOD_FIELDS):
-                raise IncompatibleState("malformed", "snapshot is truncated")
-            changed = {name: f"{int(old)} -> {int(new)}" for name, old, new
-                       in zip(PERIOD_FIELDS, periods, settings.state_key()) if old != new}
-            raise IncompatibleState("periods_changed", f"periods changed: {changed}")
+        body = snapshot_body(values, (1.0, 2.0, 3.0, SNAPSHOT_VERSION), header, PERIOD_FIELDS, "analysis snapshot")
         slots = analyzer.slots
         try:
-            body = values[len(header):] if version == SNAPSHOT_VERSION else analyzer._widened(
-                iter(values[len(header):]), version)
-            if len(body) != len(slots) - len(header):
-                raise IncompatibleState("malformed", "snapshot is truncated" if len(body) < len(slots) - len(header)
-                                        else "snapshot has trailing values")
-            slots[len(header):] = body
+            if values[0] != SNAPSHOT_VERSION:
+                body = analyzer._widened(iter(body), values[0])
+            fill(slots, len(header), body, "analysis snapshot")
             for part in analyzer._checked:
                 part.check()
             i = analyzer._signal_at

@@ -22,12 +22,11 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import NamedTuple
 
-from flink_job.core.analyzer import IncompatibleState
 from flink_job.core.bars import format_ts
 from flink_job.core.indicators import EMA, MACD, RSI, SMA, AnalyticsSettings, BollingerBands
 from flink_job.core.rollups import CLOSE, COUNT, HIGH, LOW, OPEN, START, SUM_CLOSE, SUM_TYPICAL_VOLUME, VOLUME
 from flink_job.core.signals import Reading, Signal, SignalState, detect
-from flink_job.core.slots import NAN, History, decode, encode, widen_window
+from flink_job.core.slots import NAN, History, IncompatibleState, decode, encode, fill, snapshot_body, widen_window
 
 # 2: the flat slots, the window of closes at a fixed place and length; version 1 (length-prefixed)
 # still restores exactly.
@@ -150,30 +149,14 @@ class CandleIndicators:
         snapshot has another version, was taken under other periods, or is malformed."""
         candles = cls(settings, timeframe)
         values = list(snapshot)
-        if not values:
-            raise IncompatibleState("malformed", "candle snapshot is empty")
-        version = values[0]
-        if version not in (1.0, CANDLE_SNAPSHOT_VERSION):
-            raise IncompatibleState("layout_version", f"candle snapshot version {version!r}, "
-                                                      f"expected {CANDLE_SNAPSHOT_VERSION!r}")
         header = _snapshot_header(settings)
-        periods = values[1:len(header)]
-        if periods != header[1:]:
-            if len(periods) < len(CANDLE_PERIOD_FIELDS):
-                raise IncompatibleState("malformed", "candle snapshot is truncated")
-            changed = {name: f"{old:g} -> {new:g}" for name, old, new
-                       in zip(CANDLE_PERIOD_FIELDS, periods, header[1:]) if old != new}
-            raise IncompatibleState("periods_changed", f"candle periods changed: {changed}")
+        body = snapshot_body(values, (1.0, CANDLE_SNAPSHOT_VERSION), header, CANDLE_PERIOD_FIELDS, "candle snapshot")
         slots = candles.slots
         try:
-            body = values[len(header):]
-            if version == 1.0:  # its closes were length-prefixed
+            if values[0] == 1.0:  # its closes were length-prefixed
                 it = iter(body)
                 body = widen_window(it, candles._closes.size) + list(it)
-            if len(body) != len(slots) - len(header):
-                raise IncompatibleState("malformed", "candle snapshot is truncated" if len(body) < len(slots) - len(header)
-                                        else "candle snapshot has trailing values")
-            slots[len(header):] = body
+            fill(slots, len(header), body, "candle snapshot")
             for part in (candles._closes, candles._ema_fast, candles._ema_slow, candles._macd, candles._rsi):
                 part.check()
             macd_side = slots[candles._memory_at]

@@ -11,10 +11,49 @@ Pure: no Flink, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import islice
 
 NAN = math.nan
+
+
+class IncompatibleState(ValueError):
+    """A stored state this code cannot continue: ``reason`` is ``layout_version`` (written by
+    another layout), ``periods_changed`` (taken under other indicator periods) or ``malformed``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def snapshot_body(values: list[float], versions: tuple[float, ...], header: list[float],
+                  period_fields: Sequence[str], what: str) -> list[float]:
+    """The values after the header of ``values``, a snapshot of one of ``versions`` whose header
+    (version, then the periods named ``period_fields``) must match ``header``'s periods; raises
+    ``IncompatibleState`` naming ``what`` otherwise."""
+    if not values:
+        raise IncompatibleState("malformed", f"{what} is empty")
+    version = values[0]
+    if version not in versions:
+        raise IncompatibleState("layout_version", f"{what} version {version!r}, expected {header[0]!r}")
+    periods = values[1:len(header)]
+    if periods != header[1:]:
+        if len(periods) < len(period_fields):
+            raise IncompatibleState("malformed", f"{what} is truncated")
+        changed = {name: f"{old:g} -> {new:g}" for name, old, new in zip(period_fields, periods, header[1:])
+                   if old != new}
+        raise IncompatibleState("periods_changed", f"{what}: periods changed: {changed}")
+    return values[len(header):]
+
+
+def fill(slots: list[float], start: int, body: list[float], what: str) -> None:
+    """``slots`` from ``start`` on set to ``body``; ``IncompatibleState`` if its length differs."""
+    expected = len(slots) - start
+    if len(body) != expected:
+        raise IncompatibleState("malformed", f"{what} is truncated" if len(body) < expected
+                                else f"{what} has trailing values")
+    slots[start:] = body
 
 
 def encode(value: float | None) -> float:
