@@ -95,7 +95,7 @@ class SymbolTracker:
     and the indicators of its final candles."""
 
     __slots__ = ("settings", "latest", "before", "analyzer", "revision", "windows", "basis", "candles",
-                 "candle_states", "closed", "_candles_changed", "_with_latest")
+                 "closed", "_candles_changed", "_with_latest")
 
     def __init__(self, settings: AnalyticsSettings, basis: int = 0):
         self.settings = settings
@@ -118,8 +118,6 @@ class SymbolTracker:
     def _start_candles(self) -> None:
         """Per rollup length, candle indicators with no final candle yet (warm-up)."""
         self.candles = [CandleIndicators(self.settings, timeframe) for timeframe in _TIMEFRAMES]
-        # Their snapshots, taken when a candle closes rather than with every bar's state.
-        self.candle_states = [candles.snapshot() for candles in self.candles]
         self.closed: tuple[ClosedCandle | None, ...] = _NONE_CLOSED
         self._candles_changed = True
 
@@ -169,7 +167,6 @@ class SymbolTracker:
         whose earlier bars are unknown, is no candle: it never gets here.)"""
         candles = self.candles[index]
         reading = candles.close(window[CLOSE])
-        self.candle_states[index] = candles.snapshot()
         self._candles_changed = True
         closed = list(self.closed)
         closed[index] = ClosedCandle(_TIMEFRAMES[index], _MINUTES[index], window, reading)
@@ -209,6 +206,11 @@ class SymbolTracker:
         state += self.before
         return state
 
+    @property
+    def candle_states(self) -> list[list[float]]:
+        """Per rollup length, the snapshot of its candle indicators (derived, never kept)."""
+        return [candles.snapshot() for candles in self.candles]
+
     def candle_state(self) -> list[float]:
         """The candle indicators: per rollup length, the length of its snapshot, then the snapshot."""
         state: list[float] = []
@@ -234,7 +236,6 @@ class SymbolTracker:
                 raise IncompatibleState("malformed", f"no {timeframe} candle indicators at value {at}")
             candle_state = state[at + 1:at + 1 + int(length)]
             self.candles[index] = CandleIndicators.restore(self.settings, candle_state, timeframe)
-            self.candle_states[index] = self.candles[index].snapshot()
             at += 1 + int(length)
         return at
 
