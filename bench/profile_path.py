@@ -5,7 +5,7 @@ so the profile is of the product's own code. Stages are timed separately over th
 chunks, so memory stays flat):
 
   json.loads → parse_bar (JSON + validation) → SymbolTracker.offer (snapshot before + Analyzer.update)
-  → to_state + pack to bytes (the keyed state write) → rollups + the enriched row
+  → state_bytes (the keyed state write) → rollups + the enriched row
 
 and the whole ``process_element`` once plainly (µs/bar) and once under cProfile (top functions).
 Flink adds to this the conversion of rows between Java and Python, the state backend, the
@@ -28,9 +28,10 @@ from bench.bardata import bars_file
 from bench.pipelines import PassThrough
 from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.bars import parse_bar
+from flink_job.core.slots import packed
 from flink_job.core.symbol_state import SymbolTracker
 from flink_job.main import PUBLISHED_FIELDS
-from flink_job.operators import AnalyzeBars, enriched_row, packed_state
+from flink_job.operators import AnalyzeBars, enriched_row
 from flink_job.schema import names
 
 CHUNK = 10_000
@@ -126,9 +127,9 @@ def _stage_pass(lines: list[str], trackers: dict, settings: AnalyticsSettings,
         return out
 
     spent["SymbolTracker.offer (snapshot + update)"], enriched = _timed(offer)
-    spent["  of which Analyzer.snapshot"], _ = _timed(lambda: [trackers[b.symbol].analyzer.snapshot() for b in bars])
-    spent["to_state + pack (state bytes)"], _ = _timed(
-        lambda: [packed_state(trackers[b.symbol].to_state()) for b in bars])
+    spent["  of which the packed snapshot"], _ = _timed(lambda: [packed(trackers[b.symbol].analyzer.slots) for b in bars])
+    spent["state_bytes (header + the snapshot)"], _ = _timed(
+        lambda: [trackers[b.symbol].state_bytes() for b in bars])
 
     def rows():
         for e in enriched:

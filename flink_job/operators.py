@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from array import array
 from collections.abc import Sequence
 from operator import attrgetter
-from struct import Struct, pack
+from struct import Struct
 
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
@@ -24,6 +23,7 @@ from flink_job.core.analyzer import AnalyticsSettings, Enriched
 from flink_job.core.bars import InvalidBar, clip_utf8, format_ts, parse_keyed
 from flink_job.core.index_lifecycle import FAMILIES
 from flink_job.core.rollups import WINDOW_LEN
+from flink_job.core.slots import packed, unpacked
 from flink_job.core.symbol_state import STATE_LAYOUT_VERSION, ClosedCandle, Outcome, SymbolTracker, restore_or_reset
 from flink_job.logs import log_event, use_flink_log
 from flink_job.schema import (
@@ -34,12 +34,6 @@ from flink_job.write_blocks import report_write_blocks
 
 DLQ_TAG = OutputTag("dlq", row_type(DLQ_FIELDS))
 COUNTERS = ("dead_letters", "late_bars", "duplicate_bars", "revised_bars", "state_resets", "rebased_symbols")
-
-
-def packed_state(values: list[float]) -> bytes:
-    """``SymbolTracker.to_state()`` as float64 in native order, as ``array("d", ...)`` reads it back
-    (``struct`` packs a list several times faster than ``array`` converts one)."""
-    return pack(f"={len(values)}d", *values)
 
 
 def dead_letter(record_id: str, raw: str, reason: str, detail: str, now_ms: int) -> Row:
@@ -64,7 +58,7 @@ class AnalyzeBars(KeyedProcessFunction):
         self.opensearch = opensearch  # asked for write blocks when the job restarts (``write_blocks``)
 
     def open(self, runtime_context: RuntimeContext):
-        # The state is SymbolTracker.to_state() as packed float64 bytes: a fixed, documented layout,
+        # The state is SymbolTracker.state_bytes(): to_state() as packed float64 bytes: a fixed, documented layout,
         # not a pickled object graph. (Thread mode pickles every non-basic state type, and its array
         # converter fails on empty state, so raw bytes are both the safe and the fastest choice.)
         self.state = runtime_context.get_state(
@@ -105,8 +99,7 @@ class AnalyzeBars(KeyedProcessFunction):
         if not stored:
             return SymbolTracker(self.settings)
         candles = self.candle_state.value()
-        tracker, reset = restore_or_reset(self.settings, array("d", stored).tolist(),
-                                          array("d", candles).tolist() if candles else None)
+        tracker, reset = restore_or_reset(self.settings, unpacked(stored), unpacked(candles) if candles else None)
         if reset is None:
             self.activity.restored_symbol(symbol)
         else:
@@ -152,10 +145,10 @@ class AnalyzeBars(KeyedProcessFunction):
             self.counters["rebased_symbols"].inc()
             log_event("rebased", symbol=symbol, basis=bar.basis, first_ts=bar.ts,
                       action="the symbol's analysis restarts from this bar at the new price basis")
-        self.state.update(packed_state(tracker.to_state()))
+        self.state.update(tracker.state_bytes())
         candles = tracker.take_candle_state()
         if candles is not None:
-            self.candle_state.update(packed_state(candles))
+            self.candle_state.update(packed(candles))
         yield enriched_row(enriched, tracker.rollups(), tracker.closed_candles())
 
 

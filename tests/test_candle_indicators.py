@@ -260,9 +260,9 @@ def test_provisional_readings_are_what_closing_gives_and_change_nothing(bars):
         for candle in tracker.closed_candles():
             if candle is not None:
                 assert candle.reading[:10] == provisional[(candle.timeframe, candle.window[0])][:10]
-        state = tracker.to_state(), tracker.candle_state()
+        state = tracker.state_bytes(), tracker.candle_state()
         readings = tracker.provisional_readings()
-        assert (tracker.to_state(), tracker.candle_state()) == state
+        assert (tracker.state_bytes(), tracker.candle_state()) == state
         for name, window, reading in zip(ROLLUP_WINDOWS, tracker.rollups(), readings):
             assert reading.provisional and reading.signals == ()
             provisional[(name, window[0])] = reading
@@ -276,7 +276,7 @@ def test_a_state_round_trip_mid_window_continues_exactly(bars, cut):
     assert state[0] == STATE_LAYOUT_VERSION == 7
     restored, reset = restore_or_reset(SETTINGS, state, candles)
     assert reset is None and restored.closed_candles() == (None, None)
-    assert restored.to_state() == state and restored.candle_state() == candles
+    assert restored.state_bytes() == tracker.state_bytes() and restored.candle_state() == candles
     assert restored.take_candle_state() is None, "stored apart already: nothing to write again"
     assert restored.provisional_readings() == tracker.provisional_readings()
     after = offer_all(restored, bars[cut:])

@@ -12,6 +12,7 @@ from flink_job.core.activity import Activity
 from flink_job.core.analyzer import AnalyticsSettings
 from flink_job.core.bars import RAW_LIMIT_BYTES, Bar, InvalidBar, clip_utf8, format_ts, parse_bar, parse_keyed
 from flink_job.core.rollups import ROLLUP_WINDOWS
+from flink_job.core.slots import unpacked
 from flink_job.core.symbol_state import STATE_LAYOUT_VERSION, Outcome, SymbolTracker, restore_or_reset
 from tests.bar_data import generate_bars, rollup_differences
 
@@ -314,7 +315,7 @@ def older_layout_state(tracker: SymbolTracker, with_windows: bool = True) -> lis
     """The tracker's state in layout 3 (or 2, without the open windows): a header of 9 floats
     (version, latest bar, revision, length of the analysis before the latest bar), the windows, then
     the analysis before and after the latest bar."""
-    before, after = tracker.before, tracker.analyzer.snapshot()
+    before, after = unpacked(tracker.before), tracker.analyzer.snapshot()
     windows = [x for w in tracker.windows for x in w] if with_windows else []
     return [3.0 if with_windows else 2.0, *tracker.latest, float(tracker.revision), float(len(before)),
             *windows, *before, *after]
@@ -325,7 +326,7 @@ def layout_5_state(tracker: SymbolTracker) -> list[float]:
     the analysis before the latest bar (layout 6 adds the candle indicators before that analysis,
     layout 7 is layout 5 with the candle indicators stored apart)."""
     return [5.0, *tracker.latest, float(tracker.revision), float(tracker.basis),
-            *(x for w in tracker.windows for x in w), *tracker.before]
+            *(x for w in tracker.windows for x in w), *unpacked(tracker.before)]
 
 
 @pytest.mark.parametrize("cut", [1, 41, 53])

@@ -39,6 +39,7 @@ from flink_job.core.bars import NO_BASIS, Bar
 from flink_job.core.candle_indicators import CandleIndicators, CandleReading, candle_record
 from flink_job.core.rollups import CLOSE, COUNT, INCOMPLETE, ROLLUP_WINDOWS, START, WINDOW_LEN, add_bar, \
     empty_window, incomplete_window, window_start
+from flink_job.core.slots import packed, unpacked
 
 # Version 1 had no version field (it began with the latest bar's ts_ms); 2 leads with the version;
 # 3 adds the rollup windows; 4 keeps the analysis before the latest bar only (the analysis after it is
@@ -105,7 +106,9 @@ class SymbolTracker:
         """An empty series at ``basis``: no bar, no analysis, no open windows."""
         self.basis = basis  # the price basis of the series (bar contract version 2)
         self.latest: tuple[float, ...] | None = None
-        self.before: list[float] | None = None  # analyzer snapshot before the latest bar
+        # The analysis before the latest bar: its snapshot, packed (``slots.packed``) as it is stored,
+        # so the one snapshot per bar is also most of that bar's state bytes.
+        self.before: bytes | None = None
         self.analyzer = Analyzer(self.settings)  # the analysis after the latest bar
         self.revision = 0  # how often the latest bar was revised
         # Per rollup length: the latest bar's window without the latest bar (see ``rollups``).
@@ -148,7 +151,7 @@ class SymbolTracker:
                         self._close_candle(i, full[i])
                     windows.append(empty_window(ts_ms, minutes))
                 self.windows = windows
-            self.before = self.analyzer.snapshot()  # the one snapshot per bar
+            self.before = packed(self.analyzer.slots)  # the one snapshot per bar
         elif bar.ts_ms < latest[0]:
             return Outcome.LATE, None
         elif key == latest:
@@ -156,7 +159,7 @@ class SymbolTracker:
         else:
             outcome = Outcome.REVISED
             self.revision += 1
-            self.analyzer = Analyzer.restore(self.settings, self.before)
+            self.analyzer = Analyzer.restore(self.settings, unpacked(self.before))
         self.latest = key
         self._with_latest = None
         return outcome, self.analyzer.update(bar)
@@ -196,15 +199,18 @@ class SymbolTracker:
             full = self._with_latest = [add_bar(w, self.latest) for w in self.windows]
         return [None if window[COUNT] == INCOMPLETE else window for window in full]
 
+    def state_bytes(self) -> bytes:
+        """``to_state()`` packed (``slots.packed``): what the job stores with every applied bar."""
+        assert self.latest is not None and self.before is not None
+        header = [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision), float(self.basis)]
+        for window in self.windows:
+            header += window
+        return packed(header) + self.before
+
     def to_state(self) -> list[float]:
         """The state but the candle indicators (layout ``STATE_LAYOUT_VERSION``): version, latest bar,
         revision, basis, the open windows, the analysis before the latest bar."""
-        assert self.latest is not None and self.before is not None
-        state = [float(STATE_LAYOUT_VERSION), *self.latest, float(self.revision), float(self.basis)]
-        for window in self.windows:
-            state += window
-        state += self.before
-        return state
+        return unpacked(self.state_bytes())
 
     @property
     def candle_states(self) -> list[list[float]]:
@@ -276,8 +282,9 @@ class SymbolTracker:
             if tracker._read_candles(candle_state, 0) != len(candle_state):
                 raise IncompatibleState("malformed", "the candle indicators' state has trailing values")
             tracker._candles_changed = False  # stored apart already
-        tracker.before = list(state[header:end])
-        tracker.analyzer = Analyzer.restore(settings, tracker.before)
+        before = state[header:end]
+        tracker.analyzer = Analyzer.restore(settings, before)
+        tracker.before = packed(before)
         ts_ms, o, h, l, c, volume = tracker.latest
         tracker.analyzer.update(Bar("", "", int(ts_ms), o, h, l, c, volume))  # only the numbers count
         return tracker
