@@ -58,8 +58,8 @@ class AnalyzeBars(KeyedProcessFunction):
         self.opensearch = opensearch  # asked for write blocks when the job restarts (``write_blocks``)
 
     def open(self, runtime_context: RuntimeContext):
-        # The state is SymbolTracker.state_bytes(): to_state() as packed float64 bytes: a fixed, documented layout,
-        # not a pickled object graph. (Thread mode pickles every non-basic state type, and its array
+        # The state is SymbolTracker.state_bytes(), to_state() as packed float64 bytes: a fixed,
+        # documented layout, not a pickled object graph. (Thread mode pickles every non-basic state type, and its array
         # converter fails on empty state, so raw bytes are both the safe and the fastest choice.)
         self.state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY())

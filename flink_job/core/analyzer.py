@@ -92,9 +92,9 @@ RECORD_FIELDS = tuple(f.name for f in fields(Enriched) if f.name not in ("ts_ms"
 
 
 @lru_cache(maxsize=8)
-def _snapshot_header(settings: AnalyticsSettings) -> list[float]:
+def _snapshot_header(settings: AnalyticsSettings) -> tuple[float, ...]:
     """A snapshot's leading values: the version and the periods that shape it."""
-    return [SNAPSHOT_VERSION, *settings.state_key()]
+    return (SNAPSHOT_VERSION, *settings.state_key())  # a tuple: the cache shares it
 
 
 class Analyzer:

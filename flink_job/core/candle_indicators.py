@@ -73,8 +73,8 @@ INDICATOR_NAMES = CandleReading._fields[:10]
 
 
 @lru_cache(maxsize=8)
-def _snapshot_header(settings: AnalyticsSettings) -> list[float]:
-    return [CANDLE_SNAPSHOT_VERSION, *(float(getattr(settings, name)) for name in CANDLE_PERIOD_FIELDS)]
+def _snapshot_header(settings: AnalyticsSettings) -> tuple[float, ...]:
+    return (CANDLE_SNAPSHOT_VERSION, *(float(getattr(settings, name)) for name in CANDLE_PERIOD_FIELDS))
 
 
 class CandleIndicators:

@@ -46,7 +46,7 @@ class IncompatibleState(ValueError):
         self.detail = detail
 
 
-def snapshot_body(values: list[float], versions: tuple[float, ...], header: list[float],
+def snapshot_body(values: list[float], versions: tuple[float, ...], header: Sequence[float],
                   period_fields: Sequence[str], what: str) -> list[float]:
     """The values after the header of ``values``, a snapshot of one of ``versions`` whose header
     (version, then the periods named ``period_fields``) must match ``header``'s periods; raises
@@ -57,7 +57,7 @@ def snapshot_body(values: list[float], versions: tuple[float, ...], header: list
     if version not in versions:
         raise IncompatibleState("layout_version", f"{what} version {version!r}, expected {header[0]!r}")
     periods = values[1:len(header)]
-    if periods != header[1:]:
+    if periods != list(header[1:]):
         if len(periods) < len(period_fields):
             raise IncompatibleState("malformed", f"{what} is truncated")
         changed = {name: f"{old:g} -> {new:g}" for name, old, new in zip(period_fields, periods, header[1:])
