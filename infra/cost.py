@@ -2,7 +2,7 @@
 prints it before it creates anything.
 
     python -m infra.cost [--symbols IBM,AAPL | --symbol-count 1000] [--retention "stock-dlq=14"]
-                         [--volume-gib 210] [--nodes 2] [--instance-type t3.small.search] [--stream-mode PROVISIONED]
+                         [--volume-gib 229] [--nodes 2] [--instance-type t3.small.search] [--stream-mode PROVISIONED]
                          [--shards 1] [--parallelism 1] [--parallelism-per-kpu 1] [--execution-mode process]
                          [--fetcher-memory 1024] [--fetcher-groups 2] [--calls-per-minute 1200]
                          [--extended-hours true] [--entitlement delayed] [--tunnel true]

@@ -20,11 +20,15 @@ from flink_job.core.index_lifecycle import BY_NAME, RetentionError, longest_peri
 
 TEMPLATE = Path(__file__).resolve().parent / "cloudformation.yaml"
 # Bytes on disk (primary, merged segments) per document, measured through the real job with the
-# real mappings and rounded up (~700, ~130, ~450 and ~485 measured; a candle carries its indicators), and documents per symbol and
-# trading day at most: every minute 04:00-20:00 New York (Alpha Vantage's extended hours), about
-# one signal every three bars, and the rollup windows of those 16 hours. Dead letters are left
-# out: a healthy feed has next to none.
-BYTES_PER_DOCUMENT = {"stock-indicators": 750, "stock-signals": 150, "stock-bars-5m": 550, "stock-bars-15m": 600}
+# real mappings and rounded up (~700, ~130, 400-560 and ~490 measured; a candle carries its
+# indicators), and documents per symbol and trading day at most: every minute 04:00-20:00 New York
+# (Alpha Vantage's extended hours), about one signal every three bars, and the rollup windows of
+# those 16 hours. Dead letters are left out: a healthy feed has next to none.
+# A candle's settled size depends on how many documents each refresh wrote: a merge copies a small
+# segment's compressed block as it is. The same candles take ~530 bytes at 20 a refresh and ~720 at
+# 4, so the rollups' figure holds from about 20 a refresh up: a minute's bars of 20 or more symbols
+# arrive together. Fewer symbols write fewer a refresh, but need far less than the smallest volume.
+BYTES_PER_DOCUMENT = {"stock-indicators": 750, "stock-signals": 150, "stock-bars-5m": 650, "stock-bars-15m": 650}
 DOCUMENTS_PER_SYMBOL_DAY = {"stock-indicators": 960, "stock-signals": 320, "stock-bars-5m": 192,
                             "stock-bars-15m": 64}
 BYTES_PER_SYMBOL_DAY = {f: BYTES_PER_DOCUMENT[f] * DOCUMENTS_PER_SYMBOL_DAY[f] for f in BYTES_PER_DOCUMENT}

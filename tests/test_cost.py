@@ -72,10 +72,10 @@ def test_the_fetchers_per_symbol_metrics_grow_with_the_symbols():
 
 
 def test_the_estimate_says_what_the_configuration_lacks():
-    notes = cost.estimate(cost.Config(symbols=1000, volume_gib=210)).notes
+    notes = cost.estimate(cost.Config(symbols=1000, volume_gib=229)).notes
     assert any("t3.small.search takes at most 100 GiB" in n for n in notes)
     notes = cost.estimate(cost.Config(symbols=1000)).notes
-    assert any("OpenSearchVolumeSize=210" in n for n in notes)
+    assert any("OpenSearchVolumeSize=229" in n for n in notes)
     notes = cost.estimate(cost.Config(symbols=100_000, execution_mode="process")).notes
     assert any("need 5 KPUs" in n for n in notes)
     with pytest.raises(cost.CostError, match="OpenSearchInstanceType 'x9.huge.search' has no price"):

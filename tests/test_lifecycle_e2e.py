@@ -7,10 +7,12 @@ own documents only.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import date
 
 import pytest
+from opensearchpy import helpers
 from flink_job.core.index_lifecycle import BY_NAME, FAMILIES
 from infra.sizing import BYTES_PER_DOCUMENT
 from tests.bar_data import generate_bars, interleave
@@ -75,8 +77,9 @@ def test_a_write_blocked_index_loses_nothing_and_costs_exactly_one_restart(tmp_p
         harness.stop()
 
 
-def store_bytes(base: str, indices: list[str], timeout_s: float = 180) -> dict[str, int]:
-    """Bytes of each index's segments once merged into one, as the data settles on disk (the store
+def store_bytes(base: str, indices: list[str], timeout_s: float = 180) -> tuple[dict[str, int], list[dict]]:
+    """Bytes of each index's segments once merged into one, as the data settles on disk, and the
+    segment rows they were read from (the store
     size, and the segment list until the next refresh, also count the segments a merge replaced).
 
     Settled also means without the old versions of updated documents: a rollup is upserted with
@@ -97,7 +100,13 @@ def store_bytes(base: str, indices: list[str], timeout_s: float = 180) -> dict[s
     sizes = dict.fromkeys(indices, 0)
     for row in rows:
         sizes[row["index"]] += int(row["size"])
-    return sizes
+    return sizes, rows
+
+
+def mean_source_bytes(base: str, index: str) -> float:
+    """Mean length of the documents' JSON as the job wrote them: what the bytes on disk compress."""
+    hits = list(helpers.scan(opensearch_client(base), index=index, query={"query": {"match_all": {}}}))
+    return sum(len(json.dumps(h["_source"], separators=(",", ":"))) for h in hits) / max(1, len(hits))
 
 
 def test_storage_per_symbol_day_through_the_real_job_fits_the_sizing(tmp_path):
@@ -133,11 +142,14 @@ def test_storage_per_symbol_day_through_the_real_job_fits_the_sizing(tmp_path):
     finally:
         harness.stop()
     families = ("stock-indicators", "stock-signals", "stock-bars-5m", "stock-bars-15m")
-    sizes = store_bytes(base, [names[f] for f in families])
+    sizes, segments = store_bytes(base, [names[f] for f in families])
     documents = {f: count(harness, names[f], {"match_all": {}}) for f in families}
     per_document = {f: sizes[names[f]] / documents[f] for f in families}
     per_symbol_day = {f: sizes[names[f]] / len(symbols) for f in families}
+    json_bytes = {f: mean_source_bytes(base, names[f]) for f in families}
     print(f"\n{total} bars of {len(symbols)} symbols ({total / len(symbols):.0f} a symbol-day); documents: {documents}; "
-          f"bytes per document: {per_document}; bytes per symbol-day: {per_symbol_day}")
+          f"bytes per document: {per_document} (JSON: {json_bytes}); bytes per symbol-day: {per_symbol_day}")
     for family, measured in per_document.items():
-        assert 0.5 * BYTES_PER_DOCUMENT[family] <= measured <= BYTES_PER_DOCUMENT[family], (family, measured)
+        assert 0.5 * BYTES_PER_DOCUMENT[family] <= measured <= BYTES_PER_DOCUMENT[family], (
+            family, measured, f"JSON {json_bytes[family]:.0f} bytes a document",
+            [r for r in segments if r["index"] == names[family]])
