@@ -20,7 +20,7 @@ LABELS = {
     "passthrough": "(c) Python keyed pass-through → JSON file",
     "analyze_blackhole": "(a') AnalyzeBars → blackhole sinks",
     "passthrough_blackhole": "(c') pass-through → blackhole",
-    "passthrough_state3k": "(c') + a state write of AnalyzeBars's size (~1 kB) per bar",
+    "passthrough_state3k": "(c') + a state write of AnalyzeBars's size (~2 kB) per bar",
     "passthrough_wide": "(c') + enriched-shaped output row",
     "analyze_blackhole_process": "(a') in process mode",
     "passthrough_blackhole_process": "(c') in process mode",
