@@ -59,8 +59,9 @@ class AnalyzeBars(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         # The state is SymbolTracker.state_bytes(), to_state() as packed float64 bytes: a fixed,
-        # documented layout, not a pickled object graph. (Thread mode pickles every non-basic state type, and its array
-        # converter fails on empty state, so raw bytes are both the safe and the fastest choice.)
+        # documented layout, not a pickled object graph. (Thread mode pickles every non-basic state
+        # type, and its array converter fails on empty state, so raw bytes are both the safe and the
+        # fastest choice.)
         self.state = runtime_context.get_state(
             ValueStateDescriptor("symbol_state", Types.PICKLED_BYTE_ARRAY())
         )

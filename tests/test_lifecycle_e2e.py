@@ -78,9 +78,9 @@ def test_a_write_blocked_index_loses_nothing_and_costs_exactly_one_restart(tmp_p
 
 
 def store_bytes(base: str, indices: list[str], timeout_s: float = 180) -> tuple[dict[str, int], list[dict]]:
-    """Bytes of each index's segments once merged into one, as the data settles on disk, and the
-    segment rows they were read from (the store
-    size, and the segment list until the next refresh, also count the segments a merge replaced).
+    """Bytes of each index's segments once merged into one, as the data settles on disk (the store
+    size, and the segment list until the next refresh, also count the segments a merge replaced),
+    and the segment rows they were read from.
 
     Settled also means without the old versions of updated documents: a rollup is upserted with
     every bar, and OpenSearch keeps replaced versions as soft deletes for its retention lease (12 h
